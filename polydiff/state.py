@@ -1,0 +1,146 @@
+"""The diffusion state: a tensor of any rank, or a mapping of named tensors.
+
+Every tensor in a state has the batch as its first dimension. A mask is ``None`` (all entries
+valid) or has the same structure as the state, each mask tensor holding the leading dimensions of
+its state tensor (``(B, N)`` for points of shape ``(B, N, 3)``) and broadcasting over the rest.
+Samplers work on one flat ``(B, D)`` tensor; :func:`pack` / :func:`unpack` convert.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Union
+
+import torch
+from torch import Tensor
+
+State = Union[Tensor, Mapping[str, Tensor]]
+Mask = Union[Tensor, Mapping[str, Tensor], None]
+
+
+def append_dims(x: Tensor, ndim: int) -> Tensor:
+    """Append trailing singleton dimensions to ``x`` until it has ``ndim`` dimensions."""
+    missing = ndim - x.ndim
+    if missing < 0:
+        raise ValueError(f"tensor of rank {x.ndim} cannot broadcast to rank {ndim}")
+    return x.reshape(*x.shape, *([1] * missing))
+
+
+def tree_map(fn: Callable[..., Tensor], *states: State) -> State:
+    """Apply ``fn`` leaf-wise over states of identical structure."""
+    first = states[0]
+    if isinstance(first, Mapping):
+        return {k: fn(*(s[k] for s in states)) for k in first}
+    return fn(*states)
+
+
+def leaves(state: State) -> list[Tensor]:
+    return list(state.values()) if isinstance(state, Mapping) else [state]
+
+
+def batch_size(state: State) -> int:
+    return leaves(state)[0].shape[0]
+
+
+def state_device(state: State) -> torch.device:
+    return leaves(state)[0].device
+
+
+def mask_leaf(mask: Mask, key: str | None) -> Tensor | None:
+    if mask is None:
+        return None
+    if isinstance(mask, Mapping):
+        return mask.get(key) if key is not None else None
+    return mask
+
+
+def expand_mask(mask: Tensor | None, like: Tensor) -> Tensor | None:
+    """Broadcast a leading-dims mask to the full shape of ``like`` (as the dtype of ``like``)."""
+    if mask is None:
+        return None
+    return append_dims(mask.to(like.dtype), like.ndim).expand_as(like)
+
+
+def apply_mask(state: State, mask: Mask) -> State:
+    """Zero the padded entries of ``state``."""
+    if mask is None:
+        return state
+    if isinstance(state, Mapping):
+        out = {}
+        for k, v in state.items():
+            m = mask_leaf(mask, k)
+            out[k] = v if m is None else v * append_dims(m.to(v.dtype), v.ndim)
+        return out
+    return state * append_dims(mask.to(state.dtype), state.ndim)
+
+
+def randn_like_state(state: State, generator: torch.Generator | None = None) -> State:
+    def draw(t: Tensor) -> Tensor:
+        return torch.randn(t.shape, generator=generator, device=t.device, dtype=t.dtype)
+
+    return tree_map(draw, state)
+
+
+def masked_mean_per_sample(values: State, mask: Mask = None) -> Tensor:
+    """Mean over the valid entries of each sample, across every tensor of the state -> ``(B,)``."""
+    total = None
+    count = None
+    items = values.items() if isinstance(values, Mapping) else [(None, values)]
+    for key, v in items:
+        m = expand_mask(mask_leaf(mask, key), v)
+        flat = v.reshape(v.shape[0], -1)
+        if m is None:
+            s = flat.sum(1)
+            c = torch.full_like(s, flat.shape[1])
+        else:
+            mf = m.reshape(v.shape[0], -1)
+            s = (flat * mf).sum(1)
+            c = mf.sum(1)
+        total = s if total is None else total + s
+        count = c if count is None else count + c
+    return total / count.clamp_min(1)
+
+
+@dataclass(frozen=True)
+class Layout:
+    """How a state was flattened by :func:`pack`, to undo it."""
+
+    keys: tuple[str, ...] | None
+    shapes: tuple[torch.Size, ...]
+
+    @property
+    def sizes(self) -> list[int]:
+        return [int(torch.Size(s).numel()) for s in self.shapes]
+
+
+def pack(state: State) -> tuple[Tensor, Layout]:
+    """Flatten a state to ``(B, D)`` (a plain tensor is reshaped, a mapping concatenated)."""
+    if isinstance(state, Mapping):
+        keys = tuple(state)
+        parts = [state[k].reshape(state[k].shape[0], -1) for k in keys]
+        layout = Layout(keys, tuple(state[k].shape[1:] for k in keys))
+        return torch.cat(parts, dim=1), layout
+    return state.reshape(state.shape[0], -1), Layout(None, (state.shape[1:],))
+
+
+def unpack(flat: Tensor, layout: Layout) -> State:
+    b = flat.shape[0]
+    if layout.keys is None:
+        return flat.reshape(b, *layout.shapes[0])
+    parts = torch.split(flat, layout.sizes, dim=1)
+    return {k: p.reshape(b, *s) for k, p, s in zip(layout.keys, parts, layout.shapes)}
+
+
+def pack_mask(mask: Mask, like: State) -> Tensor | None:
+    """The mask of a packed state: ``(B, D)`` in the dtype of the state, or ``None``."""
+    if mask is None:
+        return None
+    if isinstance(like, Mapping):
+        parts = []
+        for k, v in like.items():
+            m = mask_leaf(mask, k)
+            full = torch.ones_like(v) if m is None else expand_mask(m, v)
+            parts.append(full.reshape(v.shape[0], -1))
+        return torch.cat(parts, dim=1)
+    return expand_mask(mask, like).reshape(like.shape[0], -1)
