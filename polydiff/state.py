@@ -10,13 +10,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Union
 
 import torch
 from torch import Tensor
 
-State = Union[Tensor, Mapping[str, Tensor]]
-Mask = Union[Tensor, Mapping[str, Tensor], None]
+State = Tensor | Mapping[str, Tensor]
+Mask = Tensor | Mapping[str, Tensor] | None
 
 
 def append_dims(x: Tensor, ndim: int) -> Tensor:
@@ -129,7 +128,7 @@ def unpack(flat: Tensor, layout: Layout) -> State:
     if layout.keys is None:
         return flat.reshape(b, *layout.shapes[0])
     parts = torch.split(flat, layout.sizes, dim=1)
-    return {k: p.reshape(b, *s) for k, p, s in zip(layout.keys, parts, layout.shapes)}
+    return {k: p.reshape(b, *s) for k, p, s in zip(layout.keys, parts, layout.shapes, strict=True)}
 
 
 def pack_mask(mask: Mask, like: State) -> Tensor | None:
