@@ -126,6 +126,9 @@ class Modality:
         """Write samples in the field's formats; returns the written paths (a summary file first)."""
         raise NotImplementedError
 
+    # Optional: ``sample_layout(config, n, generator) -> Batch`` giving the shapes (zeros), mask
+    # and conditions of ``n`` samples. Without it the core draws ``n`` training items for them.
+
     def metrics(self) -> Mapping[str, Any]:
         """Named metric callables for ``polydiff evaluate`` (none by default)."""
         return {}

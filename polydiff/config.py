@@ -1,0 +1,105 @@
+"""Run configuration: core defaults <- the modality's defaults <- the user's TOML <- CLI flags.
+
+The merged defaults define the valid keys: a user file may only set keys that exist there, so a
+typo is an error that names the key and the valid ones instead of a silently ignored setting.
+"""
+
+from __future__ import annotations
+
+import copy
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from polydiff.errors import UserError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on 3.10 only
+    import tomli as tomllib
+
+Config = dict[str, dict[str, Any]]
+
+CORE_DEFAULTS: Config = {
+    "data": {"dataset": "", "num_workers": 0},
+    "model": {},
+    "sde": {"name": "edm", "sigma_min": 0.002, "sigma_max": 80.0},
+    "param": {"parameterisation": "edm", "sigma_data": 0.5},
+    "loss": {"weighting": "edm", "sigma_sampling": "lognormal", "p_mean": -1.2, "p_std": 1.2},
+    "train": {
+        "steps": 2000,
+        "batch_size": 64,
+        "lr": 1e-3,
+        "weight_decay": 0.0,
+        "beta1": 0.9,
+        "beta2": 0.99,
+        "warmup_steps": 100,
+        "grad_clip": 1.0,
+        "ema_decay": 0.999,
+        "log_every": 25,
+        "checkpoint_every": 500,
+        "seed": 0,
+        "device": "auto",
+        "threads": 0,
+    },
+    "sample": {"sampler": "heun", "steps": 18, "n": 64, "schedule": "default", "seed": 0},
+}
+
+
+def deep_merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
+    out = copy.deepcopy(dict(base))
+    for key, value in over.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def defaults_for(modality: Any) -> Config:
+    """Core defaults with the modality's sections merged over them (it may add keys)."""
+    return deep_merge(CORE_DEFAULTS, modality.default_config())
+
+
+def check_keys(over: Mapping[str, Any], valid: Mapping[str, Any], source: str) -> None:
+    """Raise a one-line :class:`UserError` for the first key of ``over`` not in ``valid``."""
+    for section, values in over.items():
+        if section not in valid:
+            raise UserError(
+                f"{source}: unknown section [{section}]; valid sections: {', '.join(valid)}"
+            )
+        if not isinstance(values, Mapping):
+            raise UserError(f"{source}: [{section}] must be a table of settings")
+        for key in values:
+            if key not in valid[section]:
+                keys = ", ".join(valid[section]) or "(none)"
+                raise UserError(
+                    f"{source}: unknown key '{section}.{key}'; valid keys in [{section}]: {keys}"
+                )
+
+
+def load_toml(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise UserError(f"{path}: config file not found")
+    try:
+        with path.open("rb") as fh:
+            return tomllib.load(fh)
+    except tomllib.TOMLDecodeError as exc:
+        raise UserError(f"{path}: not valid TOML ({exc})") from None
+    except OSError as exc:
+        raise UserError(f"{path}: cannot read ({exc.strerror})") from None
+
+
+def resolve(
+    modality: Any, config_file: Path | None = None, overrides: Mapping[str, Any] | None = None
+) -> Config:
+    """The full configuration of a run."""
+    cfg = defaults_for(modality)
+    if config_file is not None:
+        user = load_toml(config_file)
+        check_keys(user, cfg, str(config_file))
+        cfg = deep_merge(cfg, user)
+    if overrides:
+        cfg = deep_merge(cfg, overrides)
+    return cfg
