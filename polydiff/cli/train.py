@@ -82,9 +82,11 @@ def train_command(
             cfg = resolve(plugin, config, over)
             run_dir = out or Path("runs") / f"{plugin.name}-{time.strftime('%Y%m%d-%H%M%S')}"
 
-        from polydiff.train import train
+        from polydiff.train import latest_checkpoint, train
 
-        err_console.print(f"training [bold]{plugin.name}[/] into {run_dir}", highlight=False)
+        if resume is None and latest_checkpoint(run_dir) is not None:
+            raise fail(f"{run_dir}: already holds a training run (use --resume or another --out)")
+        err_console.print(f"training [bold]{plugin.name}[/] into {run_dir}", highlight=False, soft_wrap=True)
         result = train(plugin, cfg, run_dir, resume=resume is not None, console=err_console)
 
     console.print(f"[bold green]done[/]: {result.steps} steps in {result.wall_time:.0f} s, "

@@ -1,0 +1,28 @@
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+# tests import helpers (toy_modality, _distfactory) as top-level modules
+sys.path.insert(0, str(Path(__file__).parent))
+
+
+@pytest.fixture
+def toy_registry(monkeypatch):
+    """A registry holding only the in-memory toy modality, used by every CLI entry point."""
+    from toy_modality import ToyModality
+
+    import polydiff.registry as registry
+
+    reg = registry.Registry(autoload=False)
+    reg.register(ToyModality(), distribution="toy-tests", version="0")
+    monkeypatch.setattr(registry, "get_registry", lambda: reg)
+    return reg
+
+
+@pytest.fixture(autouse=True)
+def _threads():
+    import torch
+
+    torch.set_num_threads(min(2, os.cpu_count() or 1))
