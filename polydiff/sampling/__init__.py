@@ -1,10 +1,14 @@
 """Sampling: any sampler by name, on any state, with any denoiser callable.
 
 ``denoiser(x, sigma, **cond)`` estimates x_0 from the unscaled noisy state x = x_0 + sigma * eps.
+Samplers (one module per family, registered by name in :data:`SAMPLERS`) work on the packed
+``(B, D)`` state and a decreasing grid of noise levels; :func:`run_sampler` packs the state, draws
+the prior, counts the denoiser calls (NFE) and applies masks, imputation and resampling.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -12,9 +16,15 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from polydiff.sampling import euler as _euler  # noqa: F401  (registers samplers)
+# importing the families registers their samplers
+from polydiff.sampling import adaptive as _adaptive  # noqa: F401
+from polydiff.sampling import ancestral as _ancestral  # noqa: F401
+from polydiff.sampling import dpmpp as _dpmpp  # noqa: F401
+from polydiff.sampling import euler as _euler  # noqa: F401
+from polydiff.sampling import pc as _pc  # noqa: F401
+from polydiff.sampling import unipc as _unipc  # noqa: F401
 from polydiff.sampling.registry import SAMPLERS, SamplerSpec, get_sampler, register_sampler
-from polydiff.sampling.schedules import SCHEDULES, get_sigmas
+from polydiff.sampling.schedules import SCHEDULES, check_sigmas, get_sigmas
 from polydiff.sde import SDE
 from polydiff.state import Mask, State, apply_mask, pack, pack_mask, unpack
 
@@ -52,18 +62,47 @@ def run_sampler(
     noise_fn: Callable[[State, Mask], State] | None = None,
     generator: torch.Generator | None = None,
     callback: Callable | None = None,
+    known: tuple[State, Mask] | None = None,
+    imputation_resample: int = 1,
+    denoise_final: bool = True,
     **options: Any,
 ) -> SampleResult:
     """Run a named sampler from the SDE's prior; returns the samples and the number of denoiser calls.
 
-    ``noise`` is standard-normal (already shaped by the modality); ``noise_fn(raw, mask)`` shapes
-    the fresh noise stochastic samplers draw. Padded entries (``mask == 0``) stay zero.
+    Args:
+        noise: standard-normal noise shaped like the state (already shaped by the modality).
+        sampler, steps, schedule: the solver, the number of nonzero noise levels and their grid
+            (default: the sampler's own); ``sigmas`` gives the grid directly (decreasing, within the
+            SDE's range, normally ending in 0).
+        mask: valid entries of ragged states; padded entries stay zero.
+        cond: keyword arguments for every denoiser call.
+        noise_fn: ``noise_fn(raw, mask)`` shapes the fresh noise stochastic samplers draw.
+        generator: for the fresh noise.
+        callback: ``callback(i, x, denoised)`` on the packed state at every step.
+        known: ``(values, known_mask)`` — impute: the entries where ``known_mask`` is 1 are fixed to
+            ``values`` (see :mod:`polydiff.guidance`).
+        imputation_resample: RePaint rounds per step (1: plain replacement). With more than one,
+            each step runs as its own one-step grid, so multistep solvers run at first order.
+        denoise_final: True: the last step goes to sigma = 0 and returns D. False: sampling stops at
+            the smallest nonzero level and returns the noisy state there.
+        options: passed to the sampler (``eta``, ``s_churn``, ``order``, ``rtol`` ...).
     """
     spec = get_sampler(sampler)
     if sigmas is None:
         sigmas = get_sigmas(sde, steps, schedule or spec.default_schedule)
+    else:
+        check_sigmas(sde, sigmas)
+    if not denoise_final and sigmas[-1] == 0:
+        sigmas = sigmas[:-1]
     cond = dict(cond or {})
-    x_init = apply_mask(sde.prior_sample(noise), mask)
+    x_init = sde.prior_sample(noise)
+    s0 = float(sigmas[0])
+    if abs(s0 - sde.sigma_max) > 1e-6 * sde.sigma_max:
+        # the prior of a grid that starts below sigma_max: its excess variance over sigma^2 kept
+        std_max = sde.prior_std()
+        std0 = math.sqrt(max(std_max**2 - sde.sigma_max**2, 0.0) + s0**2)
+        x_init = _scale(x_init, std0 / std_max)
+    x_init = apply_mask(x_init, mask)
     flat, layout = pack(x_init)
     sigmas = sigmas.to(device=flat.device, dtype=flat.dtype)
     flat_mask = pack_mask(mask, x_init)
@@ -85,8 +124,46 @@ def run_sampler(
         out, _ = pack(apply_mask(state, mask))
         return out
 
-    x = spec.fn(flat_denoiser, flat, sigmas, noise=draw, callback=callback, **options)
+    model = flat_denoiser
+    if known is not None:
+        from polydiff.guidance import replacement_denoiser
+
+        values, known_mask = known
+        flat_values, _ = pack(values)
+        flat_known = pack_mask(known_mask, values)
+        flat_known = torch.ones_like(flat) if flat_known is None else flat_known
+        # deterministic solvers see one fixed noise draw on the known entries, stochastic ones fresh
+        eps = draw if spec.stochastic or imputation_resample > 1 else pack(noise)[0]
+        model = replacement_denoiser(flat_denoiser, flat_values.to(flat), flat_known, eps)
+
+    if imputation_resample < 1:
+        raise ValueError(f"imputation_resample must be >= 1, got {imputation_resample}")
+    if imputation_resample == 1:
+        x = spec.fn(model, flat, sigmas, noise=draw, callback=callback, **options)
+    else:
+        x = flat
+        for i in range(len(sigmas) - 1):
+            grid = sigmas[i : i + 2]
+            rounds = imputation_resample if float(grid[1]) > 0 else 1
+            for r in range(rounds):
+                step_cb = None if callback is None else (lambda _j, *a, _i=i: callback(_i, *a))
+                x = spec.fn(model, x, grid, noise=draw, callback=step_cb, **options)
+                if r + 1 < rounds:  # renoise back to sigma_i (RePaint's jump of one step)
+                    back = math.sqrt(float(grid[0]) ** 2 - float(grid[1]) ** 2)
+                    x = x + back * draw(x)
+    if known is not None:
+        s_end = float(sigmas[-1])
+        fill = flat_values.to(flat) + (s_end * pack(noise)[0] if s_end > 0 else 0.0)
+        x = torch.where(flat_known > 0, fill, x)
+    if flat_mask is not None:
+        x = x * flat_mask
     return SampleResult(unpack(x, layout), nfe, sigmas)
+
+
+def _scale(state: State, factor: float) -> State:
+    if isinstance(state, Mapping):
+        return {k: v * factor for k, v in state.items()}
+    return state * factor
 
 
 def sample(

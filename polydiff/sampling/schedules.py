@@ -46,3 +46,19 @@ def get_sigmas(
     else:
         raise ValueError(f"unknown schedule {schedule!r}; available: {', '.join(SCHEDULES)}")
     return s.to(dtype)
+
+
+def check_sigmas(sde: SDE, sigmas: Tensor) -> None:
+    """Raise unless ``sigmas`` is 1-D, strictly decreasing and inside the SDE's noise range."""
+    if sigmas.ndim != 1 or sigmas.numel() < 2:
+        raise ValueError("sigmas must be a 1-D tensor of at least two noise levels")
+    s = sigmas.detach().to("cpu", torch.float64)
+    if not bool((s[:-1] > s[1:]).all()) or bool((s < 0).any()):
+        raise ValueError("sigmas must be strictly decreasing and non-negative")
+    nonzero = s[s > 0]
+    hi, lo = float(nonzero.max()), float(nonzero.min())
+    if hi > sde.sigma_max * (1 + 1e-4) or lo < sde.sigma_min * (1 - 1e-4):
+        raise ValueError(
+            f"sigmas span [{lo:.4g}, {hi:.4g}] but the {sde.name} SDE covers "
+            f"[{sde.sigma_min:.4g}, {sde.sigma_max:.4g}]; build the grid with get_sigmas(sde, ...)"
+        )
