@@ -1,9 +1,14 @@
 """Checkpoints that survive crashes: every file is written to a temporary name and renamed.
 
 A checkpoint is a folder entry pair: ``<stem>.safetensors`` (model and EMA weights, plus metadata:
-step, versions) and ``<stem>.state.pt`` (optimizer, RNG and data-order state, loaded with
-``weights_only=True``). The weights file is written last and is the commit point: a state file
-without weights is ignored.
+step, config, versions) and ``<stem>.state.pt`` (optimizer, RNG and data-order state, loaded with
+``weights_only=True``). The state file is written first, the weights second; the training engine
+then names the pair in ``latest.json`` (itself replaced atomically), which is the commit point. A
+process killed at any moment leaves at worst a ``.*.tmp`` file (removed by
+:func:`remove_stale_temps`) and the previous checkpoint intact.
+
+Weights hold ``model.*`` and ``ema.*`` (the EMA used for sampling) and, when several EMA decay rates
+are tracked, ``ema1.*``, ``ema2.*`` ... (decays in the ``ema_decays`` metadata entry).
 """
 
 from __future__ import annotations
@@ -18,28 +23,81 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
+from polydiff.errors import UserError
+
 WEIGHTS_SUFFIX = ".safetensors"
 STATE_SUFFIX = ".state.pt"
+TEMP_SUFFIX = ".tmp"
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+FILE_MODE = 0o666 & ~_umask()
 
 
 def _atomic_write(path: Path, write: Any) -> None:
     """Write through ``write(tmp_path)`` into a temporary file, fsync, then rename over ``path``."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TEMP_SUFFIX)
     os.close(fd)
     try:
         write(tmp)
+        os.chmod(tmp, FILE_MODE)  # mkstemp makes 0600 files; give the usual umask-based mode
         with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
-    dir_fd = os.open(path.parent, os.O_RDONLY)
+    _fsync_dir(path.parent)
+
+
+def _fsync_dir(folder: Path) -> None:
+    """Make a rename durable (POSIX); a no-op where folders cannot be opened (Windows)."""
+    try:
+        dir_fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
     try:
         os.fsync(dir_fd)
+    except OSError:
+        pass
     finally:
         os.close(dir_fd)
+
+
+def atomic_link(src: Path, dst: Path) -> None:
+    """Make ``dst`` another name of ``src`` (a hard link; a copy where links are unsupported)."""
+    import shutil
+
+    fd, tmp = tempfile.mkstemp(dir=dst.parent, prefix=f".{dst.name}.", suffix=TEMP_SUFFIX)
+    os.close(fd)
+    os.unlink(tmp)
+    try:
+        try:
+            os.link(src, tmp)
+        except OSError:
+            shutil.copyfile(src, tmp)
+            os.chmod(tmp, FILE_MODE)
+        os.replace(tmp, dst)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    _fsync_dir(dst.parent)
+
+
+def remove_stale_temps(folder: Path) -> int:
+    """Delete the temporary files a killed writer left in ``folder``; returns how many."""
+    n = 0
+    if folder.is_dir():
+        for p in folder.glob(f".*{TEMP_SUFFIX}"):
+            p.unlink(missing_ok=True)
+            n += 1
+    return n
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -62,30 +120,75 @@ def save_checkpoint(
     ema: Mapping[str, torch.Tensor] | None,
     state: Mapping[str, Any] | None,
     metadata: Mapping[str, Any],
+    extra: Mapping[str, Mapping[str, torch.Tensor]] | None = None,
 ) -> Path:
-    """Write ``<stem>.state.pt`` then ``<stem>.safetensors`` atomically; returns the weights path."""
+    """Write ``<stem>.state.pt`` then ``<stem>.safetensors`` atomically; returns the weights path.
+
+    ``extra`` maps further prefixes (``ema1`` ...) to state dicts stored beside model and EMA.
+    """
     weights_path = run_dir / f"{stem}{WEIGHTS_SUFFIX}"
     if state is not None:
         _atomic_write(run_dir / f"{stem}{STATE_SUFFIX}", lambda tmp: torch.save(dict(state), tmp))
     tensors = _flatten("model", model)
     if ema is not None:
         tensors.update(_flatten("ema", ema))
+    for prefix, sd in (extra or {}).items():
+        tensors.update(_flatten(prefix, sd))
     meta = {k: json.dumps(v) for k, v in metadata.items()}
     _atomic_write(weights_path, lambda tmp: save_file(tensors, tmp, metadata=meta))
     return weights_path
 
 
-def load_weights(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor], dict]:
-    """(model state dict, EMA state dict (may be empty), metadata) from a weights file."""
+def load_all_weights(path: Path) -> tuple[dict[str, dict[str, torch.Tensor]], dict]:
+    """({prefix: state dict} for every prefix (``model``, ``ema``, ``ema1`` ...), metadata)."""
     from safetensors import safe_open
 
     tensors = load_file(str(path))
     with safe_open(str(path), framework="pt") as fh:
         raw = fh.metadata() or {}
     meta = {k: json.loads(v) for k, v in raw.items()}
-    model = {k[len("model.") :]: v for k, v in tensors.items() if k.startswith("model.")}
-    ema = {k[len("ema.") :]: v for k, v in tensors.items() if k.startswith("ema.")}
-    return model, ema, meta
+    groups: dict[str, dict[str, torch.Tensor]] = {}
+    for key, value in tensors.items():
+        prefix, _, name = key.partition(".")
+        groups.setdefault(prefix, {})[name] = value
+    return groups, meta
+
+
+def load_weights(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor], dict]:
+    """(model state dict, EMA state dict (may be empty), metadata) from a weights file."""
+    groups, meta = load_all_weights(path)
+    return groups.get("model", {}), groups.get("ema", {}), meta
+
+
+def _major(version: str) -> str:
+    return str(version).split(".")[0].strip()
+
+
+def check_compatible(
+    meta: Mapping[str, Any],
+    path: Path,
+    *,
+    protocol_version: int,
+    distribution: str | None,
+    version: str | None,
+) -> None:
+    """Raise a one-line :class:`UserError` when the checkpoint at ``path`` (metadata ``meta``) was
+    written by a plugin of another contract version or another major version than the one installed.
+
+    Checkpoints written before these fields existed (or by in-memory plugins without a version) pass.
+    """
+    saved_protocol = meta.get("protocol_version")
+    if saved_protocol is not None and int(saved_protocol) != int(protocol_version):
+        raise UserError(
+            f"{path}: written for modality contract version {saved_protocol}, but the installed "
+            f"plugin implements version {protocol_version}; install a matching plugin version"
+        )
+    saved = (meta.get("versions") or {}).get(distribution or "")
+    if saved and version and _major(saved) != _major(version):
+        raise UserError(
+            f"{path}: written by {distribution} {saved}, incompatible with the installed "
+            f"{distribution} {version} (major version differs); install {distribution}=={saved}"
+        )
 
 
 def load_state(run_dir: Path, stem: str) -> dict[str, Any] | None:

@@ -42,6 +42,24 @@ CORE_DEFAULTS: Config = {
         "seed": 0,
         "device": "auto",
         "threads": 0,
+        # optimizer and schedule
+        "optimizer": "adamw",  # adamw | adam
+        "eps": 1e-8,
+        "lr_schedule": "constant",  # constant | cosine (to lr_min at `steps`, after warm-up)
+        "lr_min": 0.0,
+        "grad_accum": 1,  # micro-batches per step; batch_size is per step, over all processes
+        "ema_decays": [],  # several EMAs side by side, the first samples; [] = [ema_decay]
+        # speed
+        "precision": "auto",  # auto | fp32 | bf16 (auto: bf16 on CUDA, fp32 on CPU)
+        "compile": False,  # torch.compile the training forward
+        "channels_last": "auto",  # true | false | "auto" (CUDA + 2-D convolutions)
+        "dist_backend": "auto",  # torch.distributed backend: auto (nccl on CUDA, gloo) | nccl | gloo
+        # checkpoints and observability
+        "keep_last": 2,  # step checkpoints kept, besides the best one
+        "plot_every": 250,  # redraw loss.png (0: only at the end)
+        "snapshot_every": 1000,  # write snapshot_n samples to samples/step-N/ (0: never)
+        "snapshot_n": 8,
+        "max_nonfinite": 10,  # this many non-finite steps in a row stop the run
     },
     "sample": {"sampler": "heun", "steps": 18, "n": 64, "schedule": "default", "seed": 0},
 }

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import sys
 import time
 from pathlib import Path
 from typing import Annotated, Any
@@ -13,12 +15,26 @@ from polydiff.cli.common import console, err_console, fail, user_errors
 
 
 def _overrides(
-    data: str | None, steps: int | None, batch_size: int | None, device: str | None, seed: int | None
+    data: str | None,
+    steps: int | None,
+    batch_size: int | None,
+    device: str | None,
+    seed: int | None,
+    precision: str | None = None,
+    compile_: bool | None = None,
 ) -> dict[str, dict[str, Any]]:
     out: dict[str, dict[str, Any]] = {"train": {}, "data": {}}
     if data is not None:
         out["data"]["path"] = data
-    for key, value in (("steps", steps), ("batch_size", batch_size), ("device", device), ("seed", seed)):
+    pairs = (
+        ("steps", steps),
+        ("batch_size", batch_size),
+        ("device", device),
+        ("seed", seed),
+        ("precision", precision),
+        ("compile", compile_),
+    )
+    for key, value in pairs:
         if value is not None:
             out["train"][key] = value
     return out
@@ -50,8 +66,41 @@ def train_command(
     resume: Annotated[
         Path | None, typer.Option(help="Continue the run in this folder from its last checkpoint.")
     ] = None,
+    precision: Annotated[
+        str | None, typer.Option(help="auto, fp32 or bf16 (autocast; auto = bf16 on CUDA only).")
+    ] = None,
+    compile_: Annotated[
+        bool | None, typer.Option("--compile/--no-compile", help="torch.compile the network.")
+    ] = None,
 ) -> None:
-    """Train a diffusion model; writes config, checkpoints, metrics and samples to the run folder."""
+    """Train a diffusion model; writes config, checkpoints, metrics and samples to the run folder.
+
+    Ctrl-C saves a checkpoint and exits (code 130); --resume continues exactly where it stopped.
+    Launched by torchrun, the processes train one model data-parallel (see docs/training.md).
+    """
+    try:
+        _train(modality, data, config, out, steps, batch_size, device, seed, resume, precision, compile_)
+    finally:
+        if "torch" in sys.modules:
+            from polydiff import distributed
+
+            distributed.cleanup()
+
+
+def _train(
+    modality: str | None,
+    data: str | None,
+    config: Path | None,
+    out: Path | None,
+    steps: int | None,
+    batch_size: int | None,
+    device: str | None,
+    seed: int | None,
+    resume: Path | None,
+    precision: str | None,
+    compile_: bool | None,
+) -> None:
+    main = os.environ.get("RANK", "0") == "0"
     with user_errors():
         from polydiff.registry import get_registry
 
@@ -63,8 +112,9 @@ def train_command(
             name = record["modality"]
             plugin = get_registry().load(name)
             cfg = record["config"]
-            if steps is not None:
-                cfg["train"]["steps"] = steps
+            for key, value in (("steps", steps), ("precision", precision), ("compile", compile_)):
+                if value is not None:
+                    cfg["train"][key] = value
             run_dir = resume
         else:
             if modality is None:
@@ -75,25 +125,81 @@ def train_command(
             from polydiff.config import resolve
 
             if data is not None and data in tuple(getattr(plugin, "builtin_datasets", ())):
-                over = _overrides(None, steps, batch_size, device, seed)
+                over = _overrides(None, steps, batch_size, device, seed, precision, compile_)
                 over["data"]["dataset"] = data
             else:
-                over = _overrides(data, steps, batch_size, device, seed)
+                over = _overrides(data, steps, batch_size, device, seed, precision, compile_)
             cfg = resolve(plugin, config, over)
             run_dir = out or Path("runs") / f"{plugin.name}-{time.strftime('%Y%m%d-%H%M%S')}"
 
-        from polydiff.train import latest_checkpoint, train
+        from polydiff import distributed
+        from polydiff.train import (
+            NonFiniteLossError,
+            TrainingInterrupted,
+            latest_checkpoint,
+            train,
+        )
 
+        # under torchrun: join the group now so that every rank uses rank 0's run folder name
+        distributed.setup(str(cfg["train"]["device"]), str(cfg["train"].get("dist_backend", "auto")))
+        run_dir = Path(distributed.broadcast_object(str(run_dir)))
         if resume is None and latest_checkpoint(run_dir) is not None:
             raise fail(f"{run_dir}: already holds a training run (use --resume or another --out)")
-        err_console.print(f"training [bold]{plugin.name}[/] into {run_dir}", highlight=False, soft_wrap=True)
-        result = train(plugin, cfg, run_dir, resume=resume is not None, console=err_console)
+        world = distributed.info().world_size
+        if main:
+            how = f" on {world} processes" if world > 1 else ""
+            err_console.print(
+                f"{'resuming' if resume else 'training'} [bold]{plugin.name}[/] in {run_dir}{how}",
+                highlight=False,
+                soft_wrap=True,
+            )
+        try:
+            result = train(plugin, cfg, run_dir, resume=resume is not None, console=err_console)
+        except TrainingInterrupted as exc:
+            if main:
+                err_console.print(f"[bold yellow]stopped:[/] {exc}", highlight=False, soft_wrap=True)
+            raise typer.Exit(128 + exc.signum) from None
+        except NonFiniteLossError as exc:
+            if main:
+                err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+            raise typer.Exit(1) from None
+        except KeyboardInterrupt:
+            last = latest_checkpoint(run_dir)
+            where = f"last checkpoint: {last}" if last else "no checkpoint was written"
+            if main:
+                err_console.print(f"[bold yellow]aborted[/] ({where})", highlight=False, soft_wrap=True)
+            raise typer.Exit(130) from None
+    if main:
+        _summary(result, cfg)
 
-    console.print(f"[bold green]done[/]: {result.steps} steps in {result.wall_time:.0f} s, "
-                  f"final loss {result.final_loss:.4f}", highlight=False)
-    console.print(f"  run folder   {result.run_dir}", highlight=False)
-    console.print(f"  checkpoint   {result.checkpoint}", highlight=False)
-    if (result.run_dir / "loss.png").exists():
-        console.print(f"  loss curve   {result.run_dir / 'loss.png'}", highlight=False)
+
+def _summary(result: Any, cfg: dict[str, Any]) -> None:
+    """One screen: what was trained, how fast, and where everything went."""
+    from rich.table import Table
+
+    table = Table.grid(padding=(0, 2))
+    table.add_column(style="bold")
+    table.add_column()
+    minutes, seconds = divmod(result.wall_time, 60)
+    table.add_row("steps", f"{result.steps} (batch {cfg['train']['batch_size']})")
+    table.add_row("wall time", f"{int(minutes)} min {seconds:.0f} s" if minutes else f"{seconds:.1f} s")
+    table.add_row("speed", f"{result.steps_per_s:.2f} steps/s, {result.samples_per_s:.0f} samples/s")
+    table.add_row("final loss", f"{result.final_loss:.4f}")
+    if result.best is not None:
+        table.add_row("best loss", f"{result.best_loss:.4f} (smoothed)")
+    if result.skipped:
+        table.add_row("skipped", f"{result.skipped} non-finite steps")
+    table.add_row("run folder", str(result.run_dir))
+    table.add_row("checkpoint", str(result.checkpoint))
+    if result.best is not None:
+        table.add_row("best", str(result.best))
+    if result.metrics is not None and result.metrics.exists():
+        table.add_row("metrics", str(result.metrics))
+    if result.plot is not None:
+        table.add_row("loss curve", str(result.plot))
+    if result.snapshots:
+        table.add_row("snapshots", str(result.snapshots[0].parent.parent))
     if result.samples:
-        console.print(f"  samples      {result.samples[0]}", highlight=False)
+        table.add_row("samples", str(result.samples[0]))
+    console.print("[bold green]done[/]", highlight=False)
+    console.print(table)
