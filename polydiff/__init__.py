@@ -19,7 +19,7 @@ def sample(denoiser: Any, sde: Any, **kwargs: Any) -> Any:
 
 def __getattr__(name: str) -> Any:
     # lazy submodules keep `polydiff --help` and plugin listing free of torch
-    if name in {"sde", "param", "losses", "sampling", "state", "train", "registry", "protocol"}:
+    if name in {"sde", "param", "losses", "sampling", "state", "train", "registry", "protocol", "likelihood", "guidance"}:
         import importlib
 
         return importlib.import_module(f"polydiff.{name}")
