@@ -639,7 +639,12 @@ class Trainer:
                 loss = self.micro_loss(batch)
                 (loss / len(batches)).backward()
             total += loss.detach()
-        local = float(total) / len(batches)
+        clip = float(self.tc["grad_clip"])
+        norm = torch.nn.utils.clip_grad_norm_(
+            self.denoiser.parameters(), clip if clip > 0 else math.inf
+        )
+        # one device-to-host copy per step for both numbers
+        local, norm_value = torch.stack([total / len(batches), norm.float()]).tolist()
         wants_stop = 1.0 if self._signal is not None else 0.0
         if self.dist.enabled:
             # a NaN on any rank makes the sum NaN: every rank skips the same steps
@@ -648,11 +653,7 @@ class Trainer:
         else:
             value, stops = local, wants_stop
         self.stop_requested = stops > 0
-        clip = float(self.tc["grad_clip"])
-        norm = torch.nn.utils.clip_grad_norm_(
-            self.denoiser.parameters(), clip if clip > 0 else math.inf
-        )
-        if not (math.isfinite(value) and math.isfinite(float(norm))):
+        if not (math.isfinite(value) and math.isfinite(norm_value)):
             self.opt.zero_grad(set_to_none=True)
             return value if not math.isfinite(value) else float("nan")
         self.opt.step()
@@ -682,7 +683,6 @@ class Trainer:
             generator=torch.Generator().manual_seed(
                 _rank_seed(self.seed, rank) + self.batches_seen
             ),
-            pin_memory=self.device.type == "cuda",
         )
         for batch in loader:
             yield batch.to(self.device)

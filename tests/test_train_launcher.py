@@ -92,17 +92,40 @@ def start(args: list[str], **env: str) -> subprocess.Popen:
     )
 
 
+def _warm_imports() -> None:
+    """Import here, once, what every child would import again (children inherit modules)."""
+    import contextlib
+
+    import polydiff.cli  # noqa: F401
+    import polydiff.train  # noqa: F401
+
+    with contextlib.suppress(ImportError):
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot  # noqa: F401
+
+
 class Forked:
     """``polydiff ARGS`` in a forked child of the test process: a separate process (killable,
     with its own files and exit status) that starts at once, since torch is already imported.
     stdout and stderr of the child come back, merged, through :meth:`lines`."""
 
-    def __init__(self, args: list[str], *, step_delay: float = 0.0, write_delay: float = 0.0):
+    def __init__(
+        self,
+        args: list[str],
+        *,
+        step_delay: float = 0.0,
+        write_delay: float = 0.0,
+        env: dict[str, str] | None = None,
+    ):
+        _warm_imports()
         read_fd, write_fd = os.pipe()
         self.pid = os.fork()
         if self.pid == 0:  # the child: never returns into pytest
             code = 1
             try:
+                os.environ.update(env or {})
                 os.close(read_fd)
                 os.dup2(write_fd, 1)
                 os.dup2(write_fd, 2)
