@@ -852,13 +852,15 @@ def plot_losses(run_dir: Path) -> Path | None:
         return None
     fig, ax = plt.subplots(figsize=(6, 3.5))
     steps = [r["step"] for r in rows]
-    ax.plot(steps, [r["loss"] for r in rows], lw=1, alpha=0.6, label="loss")
+    marker = "o" if len(rows) < 30 else None
+    values = [r["loss"] for r in rows]
+    ax.plot(steps, values, lw=1, alpha=0.6, marker=marker, ms=3, label="loss (mean per row)")
     if all("smoothed_loss" in r for r in rows):
         ax.plot(steps, [r["smoothed_loss"] for r in rows], lw=1.5, label="smoothed")
         ax.legend(loc="upper right")
     ax.set_xlabel("step")
     ax.set_ylabel("loss")
-    if all(r["loss"] > 0 for r in rows):
+    if min(values) > 0 and max(values) / min(values) > 10:  # log scale when it spans decades
         ax.set_yscale("log")
     ax.grid(alpha=0.3)
     fig.subplots_adjust(left=0.12, right=0.97, bottom=0.14, top=0.96)  # tight_layout costs 0.3 s

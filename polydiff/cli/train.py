@@ -198,7 +198,8 @@ def _summary(result: Any, cfg: dict[str, Any]) -> None:
     if result.plot is not None:
         table.add_row("loss curve", str(result.plot))
     if result.snapshots:
-        table.add_row("snapshots", str(result.snapshots[0].parent.parent))
+        n = len(result.snapshots)
+        table.add_row("snapshots", f"{result.snapshots[-1].parent} (latest of {n})")
     if result.samples:
         table.add_row("samples", str(result.samples[0]))
     console.print("[bold green]done[/]", highlight=False)
