@@ -22,6 +22,9 @@ def sample_command(
     out: Annotated[Path | None, typer.Option(help="Output folder (default RUN_DIR/samples/...).")] = None,
     seed: Annotated[int | None, typer.Option(help="Random seed.")] = None,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    checkpoint: Annotated[
+        str, typer.Option(help="Which checkpoint: latest or best (lowest smoothed training loss).")
+    ] = "latest",
     raw_weights: Annotated[
         bool, typer.Option("--no-ema", help="Use the raw weights instead of the EMA weights.")
     ] = False,
@@ -52,16 +55,31 @@ def sample_command(
 
         import torch
 
-        from polydiff.checkpoint import load_weights
+        from polydiff.checkpoint import check_compatible, load_weights
         from polydiff.generate import build_denoiser, generate
         from polydiff.progress import StepProgress
-        from polydiff.train import latest_checkpoint, resolve_device
+        from polydiff.train import (
+            best_checkpoint,
+            latest_checkpoint,
+            plugin_distribution,
+            resolve_device,
+        )
 
-        ckpt = latest_checkpoint(run_dir)
+        if checkpoint not in ("latest", "best"):
+            raise fail(f"--checkpoint {checkpoint}: expected latest or best")
+        ckpt = (best_checkpoint if checkpoint == "best" else latest_checkpoint)(run_dir)
         if ckpt is None or not ckpt.exists():
-            raise fail(f"{run_dir}: no checkpoint found")
+            raise fail(f"{run_dir}: no {checkpoint} checkpoint found")
         dev = resolve_device(device)
-        model_sd, ema_sd, _ = load_weights(ckpt)
+        model_sd, ema_sd, meta = load_weights(ckpt)
+        dist_name, version = plugin_distribution(plugin)
+        check_compatible(
+            meta,
+            ckpt,
+            protocol_version=int(getattr(plugin, "protocol_version", 1)),
+            distribution=dist_name,
+            version=version,
+        )
         denoiser = build_denoiser(plugin, cfg)
         denoiser.load_state_dict(model_sd if raw_weights or not ema_sd else ema_sd)
         denoiser.to(dev).eval()
