@@ -64,6 +64,7 @@ def run_sampler(
     callback: Callable | None = None,
     known: tuple[State, Mask] | None = None,
     imputation_resample: int = 1,
+    imputation_jump: int = 1,
     denoise_final: bool = True,
     **options: Any,
 ) -> SampleResult:
@@ -81,8 +82,10 @@ def run_sampler(
         callback: ``callback(i, x, denoised)`` on the packed state at every step.
         known: ``(values, known_mask)`` — impute: the entries where ``known_mask`` is 1 are fixed to
             ``values`` (see :mod:`polydiff.guidance`).
-        imputation_resample: RePaint rounds per step (1: plain replacement). With more than one,
-            each step runs as its own one-step grid, so multistep solvers run at first order.
+        imputation_resample: RePaint rounds (1: plain replacement): every block of
+            ``imputation_jump`` steps runs that many times, renoised back to the block's first level
+            in between (Lugmayr et al. 2022). Each block is its own grid, so multistep solvers
+            restart their history per block.
         denoise_final: True: the last step goes to sigma = 0 and returns D. False: sampling stops at
             the smallest nonzero level and returns the noisy state there.
         options: passed to the sampler (``eta``, ``s_churn``, ``order``, ``rtol`` ...).
@@ -136,20 +139,24 @@ def run_sampler(
         eps = draw if spec.stochastic or imputation_resample > 1 else pack(noise)[0]
         model = replacement_denoiser(flat_denoiser, flat_values.to(flat), flat_known, eps)
 
-    if imputation_resample < 1:
-        raise ValueError(f"imputation_resample must be >= 1, got {imputation_resample}")
+    if imputation_resample < 1 or imputation_jump < 1:
+        raise ValueError("imputation_resample and imputation_jump must be >= 1")
     if imputation_resample == 1:
         x = spec.fn(model, flat, sigmas, noise=draw, callback=callback, **options)
     else:
         x = flat
-        for i in range(len(sigmas) - 1):
-            grid = sigmas[i : i + 2]
-            rounds = imputation_resample if float(grid[1]) > 0 else 1
+        n = len(sigmas) - 1
+        n_noisy = n - 1 if float(sigmas[-1]) == 0 else n  # the step to 0 is never repeated
+        starts = [*range(0, n_noisy, imputation_jump), *([n_noisy] if n_noisy < n else [])]
+        for start in starts:
+            end = n if start == n_noisy else min(start + imputation_jump, n_noisy)
+            grid = sigmas[start : end + 1]
+            rounds = imputation_resample if float(grid[-1]) > 0 else 1
             for r in range(rounds):
-                step_cb = None if callback is None else (lambda _j, *a, _i=i: callback(_i, *a))
+                step_cb = None if callback is None else (lambda j, *a, _s=start: callback(_s + j, *a))
                 x = spec.fn(model, x, grid, noise=draw, callback=step_cb, **options)
-                if r + 1 < rounds:  # renoise back to sigma_i (RePaint's jump of one step)
-                    back = math.sqrt(float(grid[0]) ** 2 - float(grid[1]) ** 2)
+                if r + 1 < rounds:  # renoise back to the block's first level (RePaint's jump)
+                    back = math.sqrt(float(grid[0]) ** 2 - float(grid[-1]) ** 2)
                     x = x + back * draw(x)
     if known is not None:
         s_end = float(sigmas[-1])

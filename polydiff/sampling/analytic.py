@@ -69,12 +69,26 @@ class GaussianMixture:
         x = self.means[labels] + self.stds[labels, None] * eps
         return (x, labels) if return_labels else x
 
+    def mean(self) -> Tensor:
+        """The exact mean ``(d,)``."""
+        return self.weights @ self.means
+
+    def cov(self) -> Tensor:
+        """The exact covariance ``(d, d)``: sum_k pi_k (tau_k^2 I + mu_k mu_k^T) - m m^T."""
+        m = self.mean()
+        second = (self.weights[:, None] * self.means).T @ self.means
+        return (
+            second
+            + (self.weights @ self.stds**2) * torch.eye(self.dim, dtype=m.dtype)
+            - torch.outer(m, m)
+        )
+
     def log_components(self, x: Tensor, sigma: Tensor | float = 0.0) -> Tensor:
         """log pi_k + log N(x; mu_k, (tau_k^2 + sigma^2) I) for each component -> ``(B, K)``."""
         w, mu, tau = self._params(x)
         xf = _flat(x)
         var = tau**2 + _sigma_col(sigma, xf) ** 2  # (B, K)
-        sq = ((xf[:, None, :] - mu[None]) ** 2).sum(-1)  # (B, K), exact (no matmul expansion)
+        sq = (xf * xf).sum(1, keepdim=True) - 2 * xf @ mu.T + (mu * mu).sum(1)  # (B, K)
         d = xf.shape[1]
         return w.log() - 0.5 * sq / var - 0.5 * d * torch.log(2 * math.pi * var)
 
@@ -159,6 +173,7 @@ def sliced_wasserstein(
         )
     dirs = torch.randn(x.shape[1], n_projections, generator=generator, dtype=torch.float64)
     dirs = dirs / dirs.norm(dim=0, keepdim=True)
-    px, _ = torch.sort(x @ dirs, dim=0)
-    py, _ = torch.sort(y @ dirs, dim=0)
+    # sort each projection along a contiguous last dimension (much faster than dim=0)
+    px, _ = torch.sort((x @ dirs).T.contiguous(), dim=1)
+    py, _ = torch.sort((y @ dirs).T.contiguous(), dim=1)
     return ((px - py) ** 2).mean().sqrt()

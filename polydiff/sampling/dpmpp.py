@@ -4,8 +4,9 @@ With lambda = -log sigma the probability-flow ODE in the unscaled view is dx/dla
 exactly over a step h = lambda' - lambda as x' = e^-h x + int_0^h e^-(h-u) D(lambda + u) du.
 Multistep solvers replace D by a polynomial through the last denoiser outputs; the weights J_k(h)
 of its Taylor terms are :func:`~polydiff.sampling.common.phi`. Steps warm up from first order
-(DDIM) and, with ``lower_order_final`` (default: when fewer than 15 steps, Lu et al.'s rule),
-drop order on the last steps. The step to sigma = 0 returns D.
+(DDIM) and, with ``lower_order_final``, drop order on the last steps so the order never exceeds the
+steps left (default: on when the grid has fewer than 10 steps, the rule of Lu et al.'s code, which
+stabilises very short runs). The step to sigma = 0 returns D.
 """
 
 from __future__ import annotations
@@ -21,22 +22,23 @@ def _n_steps(sig: list[float]) -> int:
     return len(sig) - 1 - (1 if sig[-1] == 0 else 0)
 
 
-def _lof(lower_order_final: bool | None, n: int) -> bool:
-    return n < 15 if lower_order_final is None else lower_order_final
+def _lof(lower_order_final: bool | None, sig: list[float]) -> bool:
+    """Lower-order final steps: as given, else when the grid has fewer than 10 steps."""
+    return len(sig) - 1 < 10 if lower_order_final is None else bool(lower_order_final)
 
 
 @register_sampler(
     "dpmpp_2m",
     stochastic=False,
     description="DPM-Solver++(2M), multistep 2nd order in data prediction (Lu et al. 2022, Alg. 2)",
-    default_schedule="karras",
+    default_schedule="logsnr",
     nfe="steps",
 )
 def sample_dpmpp_2m(denoiser, x, sigmas, *, noise=None, callback=None, lower_order_final=None):
     """Lu et al. (2022) Alg. 2: D_hat = (1 + 1/2r) D_i - 1/2r D_{i-1}, x' = (s'/s) x + (1 - s'/s) D_hat."""
     sig = sigmas.tolist()
     n = _n_steps(sig)
-    lof = _lof(lower_order_final, n)
+    lof = _lof(lower_order_final, sig)
     old, h_old = None, None
     for i in range(len(sig) - 1):
         s, s_next = sig[i], sig[i + 1]
@@ -47,11 +49,13 @@ def sample_dpmpp_2m(denoiser, x, sigmas, *, noise=None, callback=None, lower_ord
             x = denoised
             continue
         h = math.log(s / s_next)
-        d_hat = denoised
-        if old is not None and multistep_order(i, n, 2, lof) == 2:
-            c = h / (2 * h_old)  # 1 / 2r with r = h_old / h
-            d_hat = denoised + c * (denoised - old)
-        x = (s_next / s) * x + (-math.expm1(-h)) * d_hat
+        b = -math.expm1(-h)  # 1 - s'/s
+        c = h / (2 * h_old) if old is not None and multistep_order(i, n, 2, lof) == 2 else 0.0
+        # x' = (s'/s) x + b ((1 + c) D_i - c D_{i-1}), c = 1/2r with r = h_old / h (fused, in place
+        # on the fresh tensor)
+        x = (x * (s_next / s)).add_(denoised, alpha=b * (1 + c))
+        if c:
+            x.add_(old, alpha=-b * c)
         old, h_old = denoised, h
     return x
 
@@ -60,14 +64,14 @@ def sample_dpmpp_2m(denoiser, x, sigmas, *, noise=None, callback=None, lower_ord
     "dpmpp_3m",
     stochastic=False,
     description="DPM-Solver++(3M), multistep 3rd order in data prediction (Lu et al. 2022)",
-    default_schedule="karras",
+    default_schedule="logsnr",
     nfe="steps",
 )
 def sample_dpmpp_3m(denoiser, x, sigmas, *, noise=None, callback=None, lower_order_final=None):
     """x' = e^-h x + J_0 D + J_1 D' + J_2 D'', D' and D'' from the quadratic through the last 3 outputs."""
     sig = sigmas.tolist()
     n = _n_steps(sig)
-    lof = _lof(lower_order_final, n)
+    lof = _lof(lower_order_final, sig)
     hist: list[tuple[float, object]] = []  # (lambda, D), newest last
     for i in range(len(sig) - 1):
         s, s_next = sig[i], sig[i + 1]
@@ -100,7 +104,7 @@ def sample_dpmpp_3m(denoiser, x, sigmas, *, noise=None, callback=None, lower_ord
     "dpmpp_2m_sde",
     stochastic=True,
     description="DPM-Solver++(2M) SDE, multistep 2nd order on the reverse SDE (Lu et al. 2022)",
-    default_schedule="karras",
+    default_schedule="logsnr",
     nfe="steps",
 )
 def sample_dpmpp_2m_sde(
@@ -115,7 +119,7 @@ def sample_dpmpp_2m_sde(
         raise ValueError(f"dpmpp_2m_sde needs eta >= 0, got {eta}")
     sig = sigmas.tolist()
     n = _n_steps(sig)
-    lof = _lof(lower_order_final, n)
+    lof = _lof(lower_order_final, sig)
     old, h_old = None, None
     for i in range(len(sig) - 1):
         s, s_next = sig[i], sig[i + 1]

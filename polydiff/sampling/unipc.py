@@ -34,7 +34,7 @@ def _rhos(rs: list[float], h: float, big_b: float) -> list[float]:
     "unipc",
     stochastic=False,
     description="UniPC, unified predictor–corrector, bh2 / data prediction (Zhao et al. 2023)",
-    default_schedule="karras",
+    default_schedule="logsnr",
     nfe="steps",
 )
 def sample_unipc(
@@ -56,7 +56,7 @@ def sample_unipc(
         raise ValueError(f"unknown unipc variant {variant!r}: use 'bh1' or 'bh2'")
     sig = sigmas.tolist()
     n = _n_steps(sig)
-    lof = _lof(lower_order_final, n)
+    lof = _lof(lower_order_final, sig)
     hist: list[tuple[float, object]] = []  # (lambda, D) of earlier levels, newest last
     denoised = denoiser(x, sigma_batch(sigmas[0], x))
     for i in range(len(sig) - 1):
