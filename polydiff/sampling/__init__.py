@@ -145,19 +145,22 @@ def run_sampler(
         x = spec.fn(model, flat, sigmas, noise=draw, callback=callback, **options)
     else:
         x = flat
-        n = len(sigmas) - 1
-        n_noisy = n - 1 if float(sigmas[-1]) == 0 else n  # the step to 0 is never repeated
+        sig = sigmas.tolist()
+        n = len(sig) - 1
+        n_noisy = n - 1 if sig[-1] == 0 else n  # the step to 0 is never repeated
         starts = [*range(0, n_noisy, imputation_jump), *([n_noisy] if n_noisy < n else [])]
         for start in starts:
             end = n if start == n_noisy else min(start + imputation_jump, n_noisy)
-            grid = sigmas[start : end + 1]
-            rounds = imputation_resample if float(grid[-1]) > 0 else 1
+            rounds = imputation_resample if sig[end] > 0 else 1
             for r in range(rounds):
-                step_cb = None if callback is None else (lambda j, *a, _s=start: callback(_s + j, *a))
-                x = spec.fn(model, x, grid, noise=draw, callback=step_cb, **options)
+                step_cb = (
+                    None if callback is None else (lambda j, *a, _s=start: callback(_s + j, *a))
+                )
+                x = spec.fn(
+                    model, x, sigmas[start : end + 1], noise=draw, callback=step_cb, **options
+                )
                 if r + 1 < rounds:  # renoise back to the block's first level (RePaint's jump)
-                    back = math.sqrt(float(grid[0]) ** 2 - float(grid[-1]) ** 2)
-                    x = x + back * draw(x)
+                    x = x + math.sqrt(sig[start] ** 2 - sig[end] ** 2) * draw(x)
     if known is not None:
         s_end = float(sigmas[-1])
         fill = flat_values.to(flat) + (s_end * pack(noise)[0] if s_end > 0 else 0.0)
