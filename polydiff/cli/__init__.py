@@ -11,6 +11,7 @@ from typing import Annotated
 import typer
 
 from polydiff import __version__
+from polydiff.cli.evaluate import evaluate_command
 from polydiff.cli.modalities import modalities_command
 from polydiff.cli.sample import sample_command
 from polydiff.cli.samplers import samplers_command
@@ -45,6 +46,7 @@ app.command("modalities")(modalities_command)
 app.command("samplers")(samplers_command)
 app.command("train")(train_command)
 app.command("sample")(sample_command)
+app.command("evaluate")(evaluate_command)
 
 
 def main() -> None:

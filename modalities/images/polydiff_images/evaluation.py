@@ -1,0 +1,180 @@
+"""Sample quality for images, the way image-generation papers measure it, scaled to ``digits``.
+
+For the built-in ``digits`` the images are mapped to the penultimate layer of the shipped reference
+classifier (:mod:`polydiff_images.classifier`) and compared with the held-out *test* split there:
+
+- ``fd``: Fréchet distance between Gaussians fitted to the two feature sets (FID's formula);
+- ``kid``: kernel distance, unbiased MMD² with the cubic polynomial kernel (KID's formula);
+- ``precision`` / ``recall``: Kynkäänniemi et al. 2019 with ``k = 3``;
+- ``class_tv``: total variation between the classifier's predicted-class histogram of the samples
+  and the label histogram of the test split (0 = the data's class balance);
+- ``confident``: share of samples the classifier assigns a class with probability >= 0.9.
+
+The ``reference/...`` keys score real digits exactly like the samples: a random subset of the
+*train* split, of the same size as the samples (at most the whole split), against the same test
+split. That is what a perfect generator would score with this many samples, the floor to read
+the sample numbers against (finite-sample bias included).
+
+Without a reference classifier (a user folder, another resolution or channel count) only
+``kid``, ``precision`` and ``recall`` are computed, in pixel space, and ``features`` says
+``"pixels"``.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from polydiff import metrics as M
+
+__all__ = ["CONFIDENCE", "PR_K", "evaluate_images", "metrics_for_modality"]
+
+#: probability above which a sample counts as confidently classified
+CONFIDENCE = 0.9
+#: neighbourhood size of improved precision / recall (the paper's default)
+PR_K = 3
+
+
+def _images(x: Any, name: str) -> Tensor:
+    x = torch.as_tensor(x).detach().to("cpu", torch.float32)
+    if x.dim() != 4:
+        raise ValueError(f"{name}: expected (N, C, H, W) images, got shape {tuple(x.shape)}")
+    return x.clamp(-1.0, 1.0)  # what the writer saves and a viewer sees
+
+
+def _classifier_for(dataset: str | None, shape: tuple[int, ...]):
+    from polydiff_images.classifier import REFERENCE_CLASSIFIERS, load_reference_classifier
+
+    if dataset not in REFERENCE_CLASSIFIERS or tuple(shape) != REFERENCE_CLASSIFIERS[dataset][1]:
+        return None
+    return load_reference_classifier(dataset)
+
+
+def _score(
+    fake: Tensor,
+    real: Tensor,
+    *,
+    fake_probs: Tensor | None,
+    real_labels: Tensor | None,
+    num_classes: int,
+    k: int,
+) -> dict[str, float | int]:
+    out: dict[str, float | int] = {"n_samples": len(fake)}
+    if fake_probs is not None:
+        out["fd"] = M.frechet_distance(fake, real)
+    out["kid"] = M.kernel_distance(fake, real)
+    out["precision"], out["recall"] = M.precision_recall(real, fake, k=k)
+    if fake_probs is not None:
+        if real_labels is not None:
+            out["class_tv"] = M.class_coverage_tv(fake_probs.argmax(1), real_labels, num_classes)
+        out["confident"] = M.confident_fraction(fake_probs, CONFIDENCE)
+    return out
+
+
+def evaluate_images(
+    samples: Tensor,
+    dataset: str | None,
+    real_test: Tensor,
+    real_test_labels: Tensor | None = None,
+    *,
+    real_train: Tensor | None = None,
+    k: int = PR_K,
+    seed: int = 0,
+) -> dict[str, float | int | str]:
+    """Score generated images against held-out real ones; see the module docstring for the keys.
+
+    ``samples`` and ``real_test`` are ``(N, C, H, W)`` in [-1, 1] (samples are clamped there
+    first). ``dataset`` names a built-in data set with a reference classifier (``"digits"``);
+    anything else (``None``, a path) measures in pixel space. ``real_test_labels`` (integers)
+    enable ``class_tv``. With ``real_train`` the ``reference/...`` keys score a random subset of it
+    (``seed``) of the samples' size the same way.
+    """
+    fake = _images(samples, "samples")
+    test = _images(real_test, "real_test")
+    if fake.shape[1:] != test.shape[1:]:
+        raise ValueError(
+            f"samples are {tuple(fake.shape[1:])} but the real images {tuple(test.shape[1:])}"
+        )
+    train = None if real_train is None else _images(real_train, "real_train")
+    if len(fake) <= k or len(test) <= k:
+        raise ValueError(f"need more than k = {k} samples and real images, got {len(fake)} and {len(test)}")
+    clf = _classifier_for(dataset, tuple(fake.shape[1:]))
+    result: dict[str, float | int | str] = {}
+    ref_subset = None
+    if train is not None:
+        gen = torch.Generator().manual_seed(seed)
+        take = min(len(fake), len(train))
+        ref_subset = train[torch.randperm(len(train), generator=gen)[:take]]
+    labels = None if real_test_labels is None else torch.as_tensor(real_test_labels).long()
+
+    if clf is not None:
+        result["features"] = f"{dataset}-classifier"
+        f_fake, p_fake = clf.predict(fake)
+        f_test, _ = clf.predict(test)
+        kw = {"real_labels": labels, "num_classes": clf.num_classes, "k": k}
+        result.update(_score(f_fake, f_test, fake_probs=p_fake, **kw))
+        if ref_subset is not None:
+            f_ref, p_ref = clf.predict(ref_subset)
+            ref = _score(f_ref, f_test, fake_probs=p_ref, **kw)
+            result.update({M.REFERENCE_PREFIX + key: v for key, v in ref.items()})
+    else:
+        result["features"] = "pixels"
+        kw = {"fake_probs": None, "real_labels": None, "num_classes": 0, "k": k}
+        result.update(_score(fake.flatten(1), test.flatten(1), **kw))
+        if ref_subset is not None and len(ref_subset) > k:
+            ref = _score(ref_subset.flatten(1), test.flatten(1), **kw)
+            result.update({M.REFERENCE_PREFIX + key: v for key, v in ref.items()})
+    result["n_real"] = len(test)
+    return result
+
+
+def _stack(dataset: Any) -> tuple[Tensor, Tensor | None]:
+    """All images (and integer labels, when every item has one) of a data set."""
+    images = getattr(dataset, "images", None)
+    if isinstance(images, Tensor):
+        return images, getattr(dataset, "labels", None)
+    items = [dataset[i] for i in range(len(dataset))]
+    xs = torch.stack([torch.as_tensor(it["x"]) for it in items])
+    labels = [(it.get("cond") or {}).get("label") for it in items]
+    return xs, None if any(v is None for v in labels) else torch.as_tensor(labels).long()
+
+
+def metrics_for_modality(modality: Any = None) -> dict[str, Any]:
+    """The mapping ``ImagesModality.metrics()`` returns: ``{"quality": evaluate(samples, config)}``.
+
+    ``evaluate`` rebuilds the run's data (its ``data.path`` or built-in ``data.dataset``) with
+    ``modality.build_dataset`` (default: the registered images modality), then calls
+    :func:`evaluate_images` with the test split as the reference and the train split for the
+    ``reference/...`` row.
+    """
+
+    def evaluate(samples: Any, config: Mapping[str, Any]) -> dict[str, float | int | str]:
+        from polydiff_images import DEFAULT_CONFIG
+
+        plugin = modality
+        if plugin is None:
+            from polydiff_images import modality as plugin
+        data = copy.deepcopy(DEFAULT_CONFIG["data"])
+        data.update(config.get("data") or {})
+        source = data.get("path") or data["dataset"]
+        test_x, test_y = _stack(plugin.build_dataset(source, config, "test"))
+        train_x, _ = _stack(plugin.build_dataset(source, config, "train"))
+        builtin = None if data.get("path") else str(data["dataset"])
+        seed = int((config.get("sample") or {}).get("seed", 0))
+        result = evaluate_images(samples, builtin, test_x, test_y, real_train=train_x, seed=seed)
+        default = DEFAULT_CONFIG["data"]
+        same_split = all(
+            int(data.get(key, default[key])) == int(default[key]) for key in ("test_size", "split_seed")
+        )
+        if result["features"] != "pixels" and not same_split:
+            result["warning"] = (
+                "data.test_size/split_seed differ from the classifier's training split: "
+                "some test images were seen by the classifier"
+            )
+        return result
+
+    return {"quality": evaluate}
