@@ -1,0 +1,110 @@
+"""polydiff-images: the images modality for polydiff.
+
+The entry point ``polydiff_images:modality`` is an :class:`ImagesModality`. Importing this package
+stays light (no torch, PIL or scikit-learn): the core imports it just to list plugins, and the
+heavy modules (:mod:`polydiff_images.data`, :mod:`polydiff_images.unet`,
+:mod:`polydiff_images.writer`) load inside the methods that need them.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, ClassVar
+
+from polydiff.protocol import DataError, Modality
+
+__version__ = "0.1.0"
+__all__ = ["DEFAULT_CONFIG", "ImagesModality", "modality"]
+
+#: Tuned so that ``polydiff train --modality images`` trains in about 5-6 minutes on 2 CPU cores
+#: and its grid shows recognisable digits (see the package README / tuning notes in the commit).
+DEFAULT_CONFIG: dict[str, dict[str, Any]] = {
+    "data": {
+        "dataset": "digits",
+        "resolution": 16,
+        "channels": 1,
+        "test_size": 297,
+        "split_seed": 0,
+    },
+    "model": {
+        "base_channels": 32,
+        "channel_mult": [1, 2, 2],
+        "num_blocks": 1,
+        "attention_levels": [2],
+        "attention_head_dim": 32,
+        "norm_groups": 8,
+        "dropout": 0.0,
+        "num_classes": 0,
+    },
+    "train": {
+        "steps": 3000,
+        "batch_size": 64,
+        "lr": 2e-3,
+        "weight_decay": 0.0,
+        "ema_decay": 0.998,
+        "warmup_steps": 100,
+        "grad_clip": 1.0,
+        "log_every": 100,
+        "seed": 0,
+    },
+    "sample": {"sampler": "heun", "steps": 18, "n": 64, "schedule": "karras"},
+}
+
+
+class ImagesModality(Modality):
+    """Images as ``(C, H, W)`` tensors in [-1, 1]; built-in data set ``digits``."""
+
+    name: ClassVar[str] = "images"
+    description: ClassVar[str] = (
+        "Images (C, H, W) in [-1, 1]: built-in 'digits' (scikit-learn, 16x16), a small U-Net, PNG grids"
+    )
+    builtin_datasets: ClassVar[tuple[str, ...]] = ("digits",)
+    conditions: ClassVar[tuple[str, ...]] = ("label",)
+
+    def default_config(self) -> dict[str, dict[str, Any]]:
+        return copy.deepcopy(DEFAULT_CONFIG)
+
+    def build_dataset(self, source: str | Path, config: Mapping[str, Any], split: str):
+        data_cfg = dict(DEFAULT_CONFIG["data"])
+        data_cfg.update(config.get("data") or {})
+        if str(source) in self.builtin_datasets:
+            from polydiff_images.data import build_digits
+
+            return build_digits(data_cfg, split)
+        path = Path(source)
+        if not path.exists():
+            raise DataError(
+                f"{path}: not found, and not a built-in data set "
+                f"(built-in: {', '.join(self.builtin_datasets)})"
+            )
+        raise DataError(
+            f"{path}: user image folders are not supported yet "
+            f"(built-in: {', '.join(self.builtin_datasets)})"
+        )
+
+    def build_network(self, config: Mapping[str, Any]):
+        from polydiff_images.unet import build_unet
+
+        data_cfg = config.get("data") or {}
+        channels = int(data_cfg.get("channels", DEFAULT_CONFIG["data"]["channels"]))
+        model_cfg = dict(DEFAULT_CONFIG["model"])
+        model_cfg.update(config.get("model") or {})
+        return build_unet(model_cfg, in_channels=channels)
+
+    def write_samples(
+        self,
+        samples: Any,
+        out_dir: Path,
+        *,
+        mask: Any = None,
+        cond: Mapping[str, Any] | None = None,
+        prefix: str = "sample",
+    ) -> list[Path]:
+        from polydiff_images.writer import write_samples
+
+        return write_samples(samples, out_dir, mask=mask, cond=cond, prefix=prefix)
+
+
+modality = ImagesModality()
