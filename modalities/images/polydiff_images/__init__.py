@@ -106,5 +106,10 @@ class ImagesModality(Modality):
 
         return write_samples(samples, out_dir, mask=mask, cond=cond, prefix=prefix)
 
+    def metrics(self) -> Mapping[str, Any]:
+        from polydiff_images.evaluation import metrics_for_modality
+
+        return metrics_for_modality(self)
+
 
 modality = ImagesModality()
