@@ -75,5 +75,45 @@ def _measure(steps, shape, repeats) -> dict:
     return {"full_s": t_full, "floor_s": t_floor, "text": text, "markdown": markdown}
 
 
+def measure_against_unet(steps: int = 20, shape=(64, 3, 32, 32), repeats: int = 3) -> dict:
+    """The sampler's whole run (identity denoiser) against ``steps`` forward passes of the default
+    image U-Net on the same batch, in one process, one thread."""
+    from polydiff_images import modality
+
+    from polydiff.config import resolve
+    from polydiff.generate import build_denoiser
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        cfg = resolve(modality)
+        cfg["data"]["channels"] = shape[1]
+        net = build_denoiser(modality, cfg).eval()
+        x = torch.randn(*shape)
+        sigma = torch.full((shape[0],), 1.0)
+
+        def unet_passes():
+            with torch.no_grad():
+                for _ in range(steps):
+                    net(x, sigma)
+
+        unet_passes()
+        t_unet = _best_of(unet_passes, repeats)
+        t_sampler = _measure(steps, shape, 7)["full_s"]
+    finally:
+        torch.set_num_threads(threads)
+    ratio = t_sampler / t_unet
+    text = (
+        f"{steps}-step dpmpp_2m with an identity denoiser: {1e3 * t_sampler:.1f} ms; "
+        f"{steps} forward passes of the default image U-Net: {1e3 * t_unet:.0f} ms; "
+        f"ratio {100 * ratio:.2f}%"
+    )
+    return {"sampler_s": t_sampler, "unet_s": t_unet, "ratio": ratio, "text": text}
+
+
 if __name__ == "__main__":
     print(measure_overhead()["text"])
+    try:
+        print(measure_against_unet()["text"])
+    except ImportError:
+        print("polydiff-images is not installed: skipping the U-Net comparison")
