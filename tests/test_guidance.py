@@ -11,15 +11,6 @@ from polydiff.sampling.analytic import Gaussian
 from polydiff.sde import EDM
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """One thread (after conftest's setting): these small ops only lose to thread contention."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def label_denoiser():
     """D = x / (1 + sigma^2) + shift[label]: a conditional denoiser that records its batch sizes."""
     shift = torch.tensor([[0.0, 0.0], [1.0, -1.0], [3.0, 2.0]])

@@ -16,17 +16,6 @@ F64 = torch.float64
 MU, C = 0.4, 0.8  # x_0 ~ N(MU, C^2 I), elementwise
 
 
-@pytest.fixture(autouse=True)
-def _one_thread(request):
-    """Small tensors gain nothing from threads, and on a shared CPU their spin-waits cost 10x.
-    (Runs after conftest's thread setting, if there is one.)"""
-    if "_threads" in request.fixturenames:
-        request.getfixturevalue("_threads")
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 def _sigma_from_c_noise(sde, c):
     if isinstance(sde, VP):

@@ -29,14 +29,6 @@ NAMES = sorted(EXPECTED)
 FAST = {"rk45": {"rtol": 1e-2, "atol": 1e-2}}  # keep the adaptive solver quick here
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """One thread (after conftest's setting): these small ops only lose to thread contention."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 def expected_nfe(name: str, steps: int, ends_in_zero: bool = True, **options) -> int | None:
     """Denoiser calls for ``steps`` nonzero levels (a grid without the final 0 has one step less)."""

@@ -13,14 +13,6 @@ from polydiff.sampling.analytic import GaussianMixture
 from polydiff.sde import EDM
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def mixture() -> GaussianMixture:
     means = torch.tensor([[-1.0, 0.0, 0.5], [1.0, 1.0, 0.0], [0.0, -1.0, -0.5]])
     return GaussianMixture(torch.tensor([0.5, 0.3, 0.2]), means, torch.tensor([0.6, 0.7, 0.8]))

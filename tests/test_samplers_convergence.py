@@ -13,15 +13,6 @@ from polydiff.sampling.analytic import GaussianMixture, sliced_wasserstein
 from polydiff.sde import EDM
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """One thread (after conftest's setting): these small ops only lose to thread contention."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def mixture_2d() -> GaussianMixture:
     means = torch.tensor([[-2.0, 0.0], [2.0, 1.0], [0.0, -2.0]])
     return GaussianMixture(torch.tensor([0.5, 0.3, 0.2]), means, torch.tensor([0.5, 0.4, 0.6]))

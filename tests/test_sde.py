@@ -12,17 +12,6 @@ from polydiff.sde import EDM, SDE, SDES, VE, VP, SubVP, build_sde
 F64 = torch.float64
 
 
-@pytest.fixture(autouse=True)
-def _one_thread(request):
-    """Small tensors gain nothing from threads, and on a shared CPU their spin-waits cost 10x.
-    (Runs after conftest's thread setting, if there is one.)"""
-    if "_threads" in request.fixturenames:
-        request.getfixturevalue("_threads")
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 def _all_sdes():
     return [

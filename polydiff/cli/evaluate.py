@@ -59,17 +59,10 @@ def evaluate_command(
     Writes RUN_DIR/eval/<sampler>-<steps>.json.
     """
     with user_errors():
-        record_path = run_dir / "config.json"
-        if not record_path.is_file():
-            raise fail(f"{run_dir}: not a run folder (no config.json)")
-        try:
-            record = json.loads(record_path.read_text())
-            cfg, name = record["config"], record["modality"]
-        except (json.JSONDecodeError, KeyError) as exc:
-            raise fail(f"{record_path}: unreadable run record ({exc})") from None
+        from polydiff.cli.runs import check_sampler, load_denoiser, read_record, to_cpu
 
+        cfg, name = read_record(run_dir)
         from polydiff.registry import get_registry
-        from polydiff.sampling import get_sampler
 
         plugin = get_registry().load(name)
         get_metrics = getattr(plugin, "metrics", None)
@@ -77,38 +70,20 @@ def evaluate_command(
             raise fail(f"the {name} modality defines no metrics (its metrics() is empty); nothing to evaluate")
         sc = cfg["sample"]
         sampler = sampler or sc["sampler"]
-        try:
-            get_sampler(sampler)
-        except KeyError as exc:
-            raise fail(str(exc.args[0])) from None
+        check_sampler(sampler)
         steps = steps or int(sc["steps"])
         seed = int(sc.get("seed", 0)) if seed is None else seed
         schedule = str(sc.get("schedule", "default"))
 
         import torch
 
-        from polydiff.checkpoint import atomic_write_text, check_compatible, load_weights
-        from polydiff.generate import build_denoiser, generate
+        from polydiff.checkpoint import atomic_write_text
+        from polydiff.generate import generate
         from polydiff.metrics import evaluate_samples
         from polydiff.progress import StepProgress
-        from polydiff.train import latest_checkpoint, plugin_distribution, resolve_device
 
-        ckpt = latest_checkpoint(run_dir)
-        if ckpt is None or not ckpt.exists():
-            raise fail(f"{run_dir}: no checkpoint found")
-        dev = resolve_device(device)
-        model_sd, ema_sd, meta = load_weights(ckpt)
-        dist_name, version = plugin_distribution(plugin)
-        check_compatible(
-            meta,
-            ckpt,
-            protocol_version=int(getattr(plugin, "protocol_version", 1)),
-            distribution=dist_name,
-            version=version,
-        )
-        denoiser = build_denoiser(plugin, cfg)
-        denoiser.load_state_dict(ema_sd or model_sd)
-        denoiser.to(dev).eval()
+        run = load_denoiser(run_dir, plugin, cfg, device=device)
+        ckpt, denoiser, dev, meta = run.checkpoint, run.denoiser, run.device, run.meta
         t0 = time.perf_counter()
         with torch.no_grad(), StepProgress(steps, f"sample ({sampler})", console=err_console) as bar:
             x, layout, nfe = generate(
@@ -125,17 +100,12 @@ def evaluate_command(
             )
         t_sample = time.perf_counter() - t0
 
-        def cpu(s):
-            if s is None:
-                return None
-            return {k: v.cpu() for k, v in s.items()} if isinstance(s, dict) else s.cpu()
-
-        cond = {k: cpu(v) if hasattr(v, "cpu") else v for k, v in layout.cond.items()}
+        cond = {k: to_cpu(v) if hasattr(v, "cpu") else v for k, v in layout.cond.items()}
         # score with the run's sampling seed as configured for this evaluation
         eval_cfg = {**cfg, "sample": {**sc, "seed": seed}}
         t0 = time.perf_counter()
         try:
-            results = evaluate_samples(plugin, cpu(x), eval_cfg, mask=cpu(layout.mask), cond=cond)
+            results = evaluate_samples(plugin, to_cpu(x), eval_cfg, mask=to_cpu(layout.mask), cond=cond)
         except ValueError as exc:
             raise fail(f"evaluating {run_dir}: {exc}") from None
         t_metrics = time.perf_counter() - t0
@@ -144,10 +114,10 @@ def evaluate_command(
         report = {
             "run_dir": str(run_dir),
             "modality": name,
-            "versions": record.get("versions", {}),
+            "versions": meta.get("versions", {}),
             "checkpoint": ckpt.name,
             "step": meta.get("step"),
-            "weights": "ema" if ema_sd else "raw",
+            "weights": run.weights,
             "sampler": sampler,
             "steps": steps,
             "schedule": schedule,

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from polydiff.cli.common import console, err_console, fail, user_errors
+from polydiff.cli.common import console, err_console, user_errors
 
 
 def sample_command(
@@ -31,58 +30,26 @@ def sample_command(
 ) -> None:
     """Sample from a trained model and write the results with the modality's writer."""
     with user_errors():
-        record_path = run_dir / "config.json"
-        if not record_path.is_file():
-            raise fail(f"{run_dir}: not a run folder (no config.json)")
-        try:
-            record = json.loads(record_path.read_text())
-            cfg, name = record["config"], record["modality"]
-        except (json.JSONDecodeError, KeyError) as exc:
-            raise fail(f"{record_path}: unreadable run record ({exc})") from None
-
+        from polydiff.cli.runs import check_sampler, load_denoiser, read_record, to_cpu
         from polydiff.registry import get_registry
-        from polydiff.sampling import get_sampler
 
+        cfg, name = read_record(run_dir)
         plugin = get_registry().load(name)
         sc = cfg["sample"]
         sampler = sampler or sc["sampler"]
-        try:
-            get_sampler(sampler)
-        except KeyError as exc:
-            raise fail(str(exc.args[0])) from None
+        check_sampler(sampler)
         steps = steps or int(sc["steps"])
         n = n or int(sc["n"])
 
         import torch
 
-        from polydiff.checkpoint import check_compatible, load_weights
-        from polydiff.generate import build_denoiser, generate
+        from polydiff.generate import generate
         from polydiff.progress import StepProgress
-        from polydiff.train import (
-            best_checkpoint,
-            latest_checkpoint,
-            plugin_distribution,
-            resolve_device,
-        )
 
-        if checkpoint not in ("latest", "best"):
-            raise fail(f"--checkpoint {checkpoint}: expected latest or best")
-        ckpt = (best_checkpoint if checkpoint == "best" else latest_checkpoint)(run_dir)
-        if ckpt is None or not ckpt.exists():
-            raise fail(f"{run_dir}: no {checkpoint} checkpoint found")
-        dev = resolve_device(device)
-        model_sd, ema_sd, meta = load_weights(ckpt)
-        dist_name, version = plugin_distribution(plugin)
-        check_compatible(
-            meta,
-            ckpt,
-            protocol_version=int(getattr(plugin, "protocol_version", 1)),
-            distribution=dist_name,
-            version=version,
+        run = load_denoiser(
+            run_dir, plugin, cfg, checkpoint=checkpoint, device=device, ema=not raw_weights
         )
-        denoiser = build_denoiser(plugin, cfg)
-        denoiser.load_state_dict(model_sd if raw_weights or not ema_sd else ema_sd)
-        denoiser.to(dev).eval()
+        denoiser, dev = run.denoiser, run.device
         out_dir = out or run_dir / "samples" / f"{sampler}-{steps}"
         with torch.no_grad(), StepProgress(steps, f"sample ({sampler})", console=err_console) as bar:
             x, layout, nfe = generate(
@@ -98,10 +65,7 @@ def sample_command(
                 callback=lambda i, x, d: bar.advance(),
             )
 
-        def cpu(s):
-            return None if s is None else ({k: v.cpu() for k, v in s.items()} if isinstance(s, dict) else s.cpu())
-
-        written = plugin.write_samples(cpu(x), out_dir, mask=cpu(layout.mask), cond=layout.cond)
+        written = plugin.write_samples(to_cpu(x), out_dir, mask=to_cpu(layout.mask), cond=layout.cond)
     console.print(f"[bold green]wrote[/] {len(written)} files to {out_dir} ({nfe} network evaluations)",
                   highlight=False)
     if written:
