@@ -114,16 +114,25 @@ def measure(modality: Any, args: argparse.Namespace, precision: str, compiled: b
         }
         if args.sample_steps > 0:
             sc = cfg["sample"]
-            kwargs = dict(n=args.sample_n, sampler=str(sc["sampler"]), steps=args.sample_steps,
-                          schedule=str(sc["schedule"]), device=trainer.device)
+            kwargs = dict(
+                n=args.sample_n,
+                sampler=str(sc["sampler"]),
+                steps=args.sample_steps,
+                schedule=str(sc["schedule"]),
+                device=trainer.device,
+            )
             generate(modality, cfg, trainer.ema, **{**kwargs, "steps": 2})  # warm-up
             _sync(trainer.device)
             t0 = time.perf_counter()
             _, _, nfe = generate(modality, cfg, trainer.ema, **kwargs)
             _sync(trainer.device)
             took = time.perf_counter() - t0
-            row.update(sample_steps=args.sample_steps, nfe=nfe, sample_s=args.sample_n / took,
-                       peak_mb=_peak_memory_mb(trainer.device))
+            row.update(
+                sample_steps=args.sample_steps,
+                nfe=nfe,
+                sample_s=args.sample_n / took,
+                peak_mb=_peak_memory_mb(trainer.device),
+            )
     return row
 
 
@@ -199,7 +208,9 @@ def main() -> None:
                     f"peak {row['peak_mb']:7.0f} MB (warm-up {row['warmup_s']:.1f} s)"
                 )
                 if "sample_s" in row:
-                    line += f"; sampling {row['sample_steps']} steps: {row['sample_s']:.1f} samples/s"
+                    line += (
+                        f"; sampling {row['sample_steps']} steps: {row['sample_s']:.1f} samples/s"
+                    )
                 print(line, flush=True)
 
 

@@ -18,9 +18,9 @@ from polydiff.protocol import DataError, Modality
 __version__ = "0.1.0"
 __all__ = ["DEFAULT_CONFIG", "ImagesModality", "modality"]
 
-#: Tuned so that ``polydiff train --modality images`` trains in about 4-6 minutes on 2 CPU cores
-#: (680k parameters, ~7-8 steps/s at batch 32 on an idle 2-core EPYC) and its 64-sample grid shows
-#: recognisable digits; see README.md for the measurements.
+#: Tuned so that ``polydiff train --modality images`` trains in about 5-6 minutes on 2 CPU cores
+#: (681k parameters, ~5.5 steps/s at batch 32 on one thread of an idle 2-core EPYC) and its
+#: 64-sample grid shows recognisable digits; see README.md for the measurements.
 DEFAULT_CONFIG: dict[str, dict[str, Any]] = {
     "data": {
         "dataset": "digits",
@@ -40,18 +40,22 @@ DEFAULT_CONFIG: dict[str, dict[str, Any]] = {
         "num_classes": 0,
     },
     "train": {
-        "steps": 2000,
+        "steps": 1800,
         "batch_size": 32,
         "lr": 2e-3,
         "weight_decay": 0.0,
-        # short run: 0.995 ** 2000 ~ 4e-5 leaves nothing of the zero-initialised start in the EMA
+        # a short run wants a short EMA horizon (~200 steps)
         "ema_decay": 0.995,
         "warmup_steps": 100,
         "grad_clip": 1.0,
         "log_every": 100,
         "seed": 0,
+        # One intra-op thread: this network's ops are small, so a second thread gains only ~1.4x
+        # on an idle 2-core machine, while any other busy process makes OpenMP's spinning threads
+        # 3-10x slower than one thread (measured; see README.md).
+        "threads": 1,
     },
-    "sample": {"sampler": "heun", "steps": 18, "n": 64, "schedule": "karras"},
+    "sample": {"sampler": "heun", "steps": 18, "n": 64},
 }
 
 
