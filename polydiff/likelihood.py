@@ -41,6 +41,9 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from polydiff.dopri import A as _A
+from polydiff.dopri import C as _C
+from polydiff.dopri import E as _E
 from polydiff.sde import SDE, _t
 from polydiff.state import Mask, State, pack, pack_mask, unpack
 
@@ -213,20 +216,6 @@ def _heun(f: Callable[[float, Tensor], Tensor], y: Tensor, grid: list[float]) ->
     return y
 
 
-# Dormand & Prince (1980), the 5(4) pair with the first-same-as-last property
-_C = (0.0, 1 / 5, 3 / 10, 4 / 5, 8 / 9, 1.0, 1.0)
-_A = (
-    (),
-    (1 / 5,),
-    (3 / 40, 9 / 40),
-    (44 / 45, -56 / 15, 32 / 9),
-    (19372 / 6561, -25360 / 2187, 64448 / 6561, -212 / 729),
-    (9017 / 3168, -355 / 33, 46732 / 5247, 49 / 176, -5103 / 18656),
-    (35 / 384, 0.0, 500 / 1113, 125 / 192, -2187 / 6784, 11 / 84),
-)
-_B5 = (35 / 384, 0.0, 500 / 1113, 125 / 192, -2187 / 6784, 11 / 84, 0.0)
-_B4 = (5179 / 57600, 0.0, 7571 / 16695, 393 / 640, -92097 / 339200, 187 / 2100, 1 / 40)
-_E = tuple(b5 - b4 for b5, b4 in zip(_B5, _B4, strict=True))
 
 
 def _error_norm(err: Tensor, y: Tensor, y_new: Tensor, rtol: float, atol: float) -> float:

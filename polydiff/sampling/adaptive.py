@@ -14,23 +14,10 @@ import math
 
 import torch
 
+from polydiff.dopri import A as _A
+from polydiff.dopri import C as _C
+from polydiff.dopri import E as _E
 from polydiff.sampling.registry import register_sampler
-
-# Dormand–Prince tableau
-_C = (0.0, 1 / 5, 3 / 10, 4 / 5, 8 / 9, 1.0, 1.0)
-_A = (
-    (),
-    (1 / 5,),
-    (3 / 40, 9 / 40),
-    (44 / 45, -56 / 15, 32 / 9),
-    (19372 / 6561, -25360 / 2187, 64448 / 6561, -212 / 729),
-    (9017 / 3168, -355 / 33, 46732 / 5247, 49 / 176, -5103 / 18656),
-    (35 / 384, 0.0, 500 / 1113, 125 / 192, -2187 / 6784, 11 / 84),
-)
-_B4 = (5179 / 57600, 0.0, 7571 / 16695, 393 / 640, -92097 / 339200, 187 / 2100, 1 / 40)
-_E = tuple(
-    b5 - b4 for b5, b4 in zip((*_A[6], 0.0), _B4, strict=True)
-)  # 5th minus 4th order weights
 
 
 @register_sampler(
