@@ -21,18 +21,22 @@ def build_denoiser(modality: Any, config: Mapping[str, Any]) -> Denoiser:
     return Denoiser(net, build_sde(config["sde"]), p["parameterisation"], p["sigma_data"])
 
 
-def sample_layout(modality: Any, config: Mapping[str, Any], n: int, seed: int) -> Batch:
+def sample_layout(
+    modality: Any, config: Mapping[str, Any], n: int, seed: int, dataset: Any = None
+) -> Batch:
     """Shapes, masks and conditions of ``n`` samples.
 
     A modality may define ``sample_layout(config, n, generator)``; otherwise ``n`` items drawn
-    from its training data give the shapes (and, for ragged data, the size distribution).
+    from its training data (``dataset`` when the caller already holds it) give the shapes (and,
+    for ragged data, the size distribution).
     """
     gen = torch.Generator().manual_seed(seed)
     custom = getattr(modality, "sample_layout", None)
     if callable(custom):
         return custom(config, n, gen)
-    data = config["data"]
-    dataset = modality.build_dataset(data.get("path") or data["dataset"], config, "train")
+    if dataset is None:
+        data = config["data"]
+        dataset = modality.build_dataset(data.get("path") or data["dataset"], config, "train")
     idx = torch.randint(len(dataset), (n,), generator=gen).tolist()
     batch = modality.collate([dataset[i] for i in idx])
     return Batch(tree_map(torch.zeros_like, batch.x), batch.mask, batch.cond)
@@ -57,11 +61,12 @@ def generate(
     sde: SDE | None = None,
     callback: Callable | None = None,
     cond: Mapping[str, Any] | None = None,
+    dataset: Any = None,
     **options: Any,
 ) -> tuple[State, Batch, int]:
     """Sample ``n`` items; returns (samples, the layout batch, number of denoiser calls)."""
     get_sampler(sampler)  # fail before any work on an unknown name
-    layout = sample_layout(modality, config, n, seed).to(device)
+    layout = sample_layout(modality, config, n, seed, dataset).to(device)
     gen = torch.Generator(device=device).manual_seed(seed)
     noise = modality.shape_noise(randn_like_state(layout.x, generator=gen), layout.mask)
     sde = sde or build_sde(config["sde"])

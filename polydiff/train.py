@@ -825,6 +825,7 @@ class Trainer:
                 schedule=str(sc["schedule"]),
                 seed=int(sc["seed"]),
                 device=self.device,
+                dataset=self.dataset,
             )
         out = self.run_dir / "samples" / f"step-{self.step:07d}"
         written = self.modality.write_samples(
@@ -941,6 +942,7 @@ def train(
             schedule=str(sc["schedule"]),
             seed=int(sc["seed"]),
             device=trainer.device,
+            dataset=trainer.dataset,
         )
         written = modality.write_samples(
             _to_cpu(x), run_dir / "samples", mask=_to_cpu(layout.mask), cond=layout.cond
