@@ -11,7 +11,7 @@ from typing import Annotated, Any
 
 import typer
 
-from polydiff.cli.common import console, err_console, fail, user_errors
+from polydiff.cli.common import console, fail, user_errors
 
 DEFAULT_N = 500
 
@@ -59,7 +59,7 @@ def evaluate_command(
     Writes RUN_DIR/eval/<sampler>-<steps>.json.
     """
     with user_errors():
-        from polydiff.cli.runs import check_sampler, load_denoiser, read_record, to_cpu
+        from polydiff.cli.runs import check_sampler, load_denoiser, read_record, sample_run, to_cpu
 
         cfg, name = read_record(run_dir)
         from polydiff.registry import get_registry
@@ -75,29 +75,16 @@ def evaluate_command(
         seed = int(sc.get("seed", 0)) if seed is None else seed
         schedule = str(sc.get("schedule", "default"))
 
-        import torch
 
         from polydiff.checkpoint import atomic_write_text
-        from polydiff.generate import generate
         from polydiff.metrics import evaluate_samples
-        from polydiff.progress import StepProgress
 
         run = load_denoiser(run_dir, plugin, cfg, device=device)
-        ckpt, denoiser, dev, meta = run.checkpoint, run.denoiser, run.device, run.meta
+        ckpt, meta = run.checkpoint, run.meta
         t0 = time.perf_counter()
-        with torch.no_grad(), StepProgress(steps, f"sample ({sampler})", console=err_console) as bar:
-            x, layout, nfe = generate(
-                plugin,
-                cfg,
-                denoiser,
-                n=n,
-                sampler=sampler,
-                steps=steps,
-                schedule=schedule,
-                seed=seed,
-                device=dev,
-                callback=lambda i, x, d: bar.advance(),
-            )
+        x, layout, nfe = sample_run(
+            run, n=n, sampler=sampler, steps=steps, schedule=schedule, seed=seed
+        )
         t_sample = time.perf_counter() - t0
 
         cond = {k: to_cpu(v) if hasattr(v, "cpu") else v for k, v in layout.cond.items()}
@@ -124,7 +111,7 @@ def evaluate_command(
             "n": n,
             "seed": seed,
             "nfe": nfe,
-            "device": str(dev),
+            "device": str(run.device),
             "seconds": {"sample": round(t_sample, 3), "metrics": round(t_metrics, 3)},
             "metrics": results,
         }

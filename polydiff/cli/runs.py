@@ -78,6 +78,31 @@ def load_denoiser(
     return OpenRun(plugin, config, denoiser, ckpt, dev, meta, "ema" if use_ema else "raw")
 
 
+def sample_run(
+    run: OpenRun, *, n: int, sampler: str, steps: int, schedule: str, seed: int
+) -> tuple[Any, Any, int]:
+    """Sample a run's model with a progress bar: (samples, layout batch, network evaluations)."""
+    import torch
+
+    from polydiff.cli.common import err_console
+    from polydiff.generate import generate
+    from polydiff.progress import StepProgress
+
+    with torch.no_grad(), StepProgress(steps, f"sample ({sampler})", console=err_console) as bar:
+        return generate(
+            run.plugin,
+            run.config,
+            run.denoiser,
+            n=n,
+            sampler=sampler,
+            steps=steps,
+            schedule=schedule,
+            seed=seed,
+            device=run.device,
+            callback=lambda i, x, d: bar.advance(),
+        )
+
+
 def to_cpu(state: Any) -> Any:
     if state is None:
         return None

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from polydiff.cli.common import console, err_console, user_errors
+from polydiff.cli.common import console, user_errors
 
 
 def sample_command(
@@ -30,7 +30,7 @@ def sample_command(
 ) -> None:
     """Sample from a trained model and write the results with the modality's writer."""
     with user_errors():
-        from polydiff.cli.runs import check_sampler, load_denoiser, read_record, to_cpu
+        from polydiff.cli.runs import check_sampler, load_denoiser, read_record, sample_run, to_cpu
         from polydiff.registry import get_registry
 
         cfg, name = read_record(run_dir)
@@ -41,30 +41,19 @@ def sample_command(
         steps = steps or int(sc["steps"])
         n = n or int(sc["n"])
 
-        import torch
-
-        from polydiff.generate import generate
-        from polydiff.progress import StepProgress
 
         run = load_denoiser(
             run_dir, plugin, cfg, checkpoint=checkpoint, device=device, ema=not raw_weights
         )
-        denoiser, dev = run.denoiser, run.device
         out_dir = out or run_dir / "samples" / f"{sampler}-{steps}"
-        with torch.no_grad(), StepProgress(steps, f"sample ({sampler})", console=err_console) as bar:
-            x, layout, nfe = generate(
-                plugin,
-                cfg,
-                denoiser,
-                n=n,
-                sampler=sampler,
-                steps=steps,
-                schedule=schedule or str(sc["schedule"]),
-                seed=int(sc["seed"]) if seed is None else seed,
-                device=dev,
-                callback=lambda i, x, d: bar.advance(),
-            )
-
+        x, layout, nfe = sample_run(
+            run,
+            n=n,
+            sampler=sampler,
+            steps=steps,
+            schedule=schedule or str(sc["schedule"]),
+            seed=int(sc["seed"]) if seed is None else seed,
+        )
         written = plugin.write_samples(to_cpu(x), out_dir, mask=to_cpu(layout.mask), cond=layout.cond)
     console.print(f"[bold green]wrote[/] {len(written)} files to {out_dir} ({nfe} network evaluations)",
                   highlight=False)
