@@ -122,8 +122,9 @@ class UNet(nn.Module):
     """U-Net ``net(x, c_noise, label=None)`` for images of shape (B, in_channels, H, W).
 
     ``num_classes > 0`` adds a label embedding with ``num_classes + 1`` rows; row ``num_classes``
-    is the null (unconditional) class, used when ``label`` is ``None`` or for classifier-free
-    guidance. With ``num_classes == 0`` labels are accepted and ignored.
+    is the null (unconditional) class, used when ``label`` is ``None`` or negative (the core's
+    "no condition" value, for classifier-free guidance and condition dropout). With
+    ``num_classes == 0`` labels are accepted and ignored.
     """
 
     def __init__(
@@ -214,7 +215,11 @@ class UNet(nn.Module):
         if self.label_emb is not None:
             if label is None:
                 label = torch.full((batch,), self.num_classes, dtype=torch.long, device=emb.device)
-            emb = emb + self.label_emb(label.reshape(-1).long())
+            label = label.reshape(-1).long()
+            if label.numel() == 1 and batch > 1:
+                label = label.expand(batch)
+            label = torch.where(label < 0, torch.full_like(label, self.num_classes), label)
+            emb = emb + self.label_emb(label)
         return self.emb_act(emb)
 
     def forward(self, x: Tensor, c_noise: Tensor, label: Tensor | None = None) -> Tensor:
