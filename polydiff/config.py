@@ -60,8 +60,18 @@ CORE_DEFAULTS: Config = {
         "snapshot_every": 1000,  # write snapshot_n samples to samples/step-N/ (0: never)
         "snapshot_n": 8,
         "max_nonfinite": 10,  # this many non-finite steps in a row stop the run
+        # classifier-free guidance: share of items trained with their conditions withheld
+        "cond_dropout": 0.0,
     },
-    "sample": {"sampler": "heun", "steps": 18, "n": 64, "schedule": "default", "seed": 0},
+    "sample": {
+        "sampler": "heun",
+        "steps": 18,
+        "n": 64,
+        "schedule": "default",
+        "seed": 0,
+        "guidance": 1.0,  # classifier-free guidance scale (1: the plain conditional model)
+        "imputation_resample": 1,  # RePaint rounds per step when inpainting / imputing
+    },
 }
 
 

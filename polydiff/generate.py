@@ -8,6 +8,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from polydiff.conditions import null_conditions
+from polydiff.guidance import cfg_denoiser
 from polydiff.param import Denoiser
 from polydiff.protocol import Batch
 from polydiff.sampling import get_sampler, run_sampler
@@ -62,15 +64,30 @@ def generate(
     callback: Callable | None = None,
     cond: Mapping[str, Any] | None = None,
     dataset: Any = None,
+    guidance: float | None = None,
     **options: Any,
 ) -> tuple[State, Batch, int]:
-    """Sample ``n`` items; returns (samples, the layout batch, number of denoiser calls)."""
+    """Sample ``n`` items; returns (samples, the layout batch, number of denoiser calls).
+
+    ``cond`` replaces the conditions of the layout (by default those of ``n`` training items, so
+    a conditional model samples the data's class balance); the returned layout carries the
+    conditions used. ``guidance`` is the classifier-free guidance scale (default
+    ``config["sample"]["guidance"]``; 1 = the plain conditional model), contrasting each condition
+    with its null value (:mod:`polydiff.conditions`). Other ``options`` go to
+    :func:`polydiff.sampling.run_sampler` (e.g. ``known=(values, known_mask)`` to impute).
+    """
     get_sampler(sampler)  # fail before any work on an unknown name
     layout = sample_layout(modality, config, n, seed, dataset).to(device)
     gen = torch.Generator(device=device).manual_seed(seed)
     noise = modality.shape_noise(randn_like_state(layout.x, generator=gen), layout.mask)
     sde = sde or build_sde(config["sde"])
     use_cond = filter_cond(modality, layout.cond) if cond is None else dict(cond)
+    use_cond = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in use_cond.items()}
+    layout = Batch(layout.x, layout.mask, use_cond)
+    if guidance is None:
+        guidance = float((config.get("sample") or {}).get("guidance", 1.0))
+    if guidance != 1.0 and use_cond:
+        denoiser = cfg_denoiser(denoiser, guidance, null_conditions(use_cond, modality))
     with torch.no_grad():
         result = run_sampler(
             denoiser,

@@ -128,6 +128,18 @@ class Modality:
 
     # Optional: ``sample_layout(config, n, generator) -> Batch`` giving the shapes (zeros), mask
     # and conditions of ``n`` samples. Without it the core draws ``n`` training items for them.
+    #
+    # Optional: ``null_condition(name, value) -> tensor``, the "no condition" value of a
+    # condition (classifier-free guidance, ``train.cond_dropout``); default -1 for integer
+    # conditions and 0 for floating ones (see :mod:`polydiff.conditions`).
+    #
+    # Optional, for ``polydiff sample --inpaint FILE --mask SPEC``:
+    # ``read_state(path, config) -> State`` reads one item (no batch dimension) from a user file,
+    # preprocessed like the training data, raising :class:`DataError` for bad files;
+    # ``read_mask(spec, config, like) -> Mask`` turns a mask file or a named preset into a mask
+    # for the item ``like`` (1 = known, 0 = to generate); and
+    # ``write_inpainting(samples, values, known_mask, out_dir, prefix=...) -> list[Path]`` writes
+    # the input, the mask and the results side by side (else ``write_samples`` is used).
 
     def metrics(self) -> Mapping[str, Any]:
         """Named metric callables for ``polydiff evaluate`` (none by default)."""

@@ -55,6 +55,7 @@ from polydiff.checkpoint import (
     remove_stale_temps,
     save_checkpoint,
 )
+from polydiff.conditions import drop_conditions
 from polydiff.errors import UserError
 from polydiff.generate import build_denoiser, filter_cond, generate
 from polydiff.losses import DSMLoss
@@ -349,6 +350,9 @@ class Trainer:
             self.denoiser.to(memory_format=torch.channels_last)
         self.amp_dtype = resolve_precision(tc.get("precision", "auto"), self.device)
         self.sde = build_sde(config["sde"])
+        self.cond_dropout = float(config["train"].get("cond_dropout", 0.0))
+        if not 0.0 <= self.cond_dropout < 1.0:
+            raise UserError(f"train.cond_dropout must lie in [0, 1), got {self.cond_dropout}")
         self.loss_fn = DSMLoss(self.sde, sigma_data=config["param"]["sigma_data"], **config["loss"])
         self.opt = self._optimizer()
 
@@ -613,6 +617,8 @@ class Trainer:
         """Mean loss of one micro-batch through the training model (DDP / compiled)."""
         x = to_channels_last(batch.x) if self.channels_last else batch.x
         cond = filter_cond(self.modality, batch.cond)
+        if self.cond_dropout > 0 and cond:
+            cond = drop_conditions(cond, self.cond_dropout, self.modality)
         with self._autocast():
             per_sample = self.loss_fn(
                 self.train_model, x, mask=batch.mask, cond=cond, noise_fn=self.modality.shape_noise

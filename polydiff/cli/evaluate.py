@@ -51,6 +51,15 @@ def evaluate_command(
     steps: Annotated[int | None, typer.Option(min=1, help="Sampler steps.")] = None,
     seed: Annotated[int | None, typer.Option(help="Random seed (default: the run's sample.seed).")] = None,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    class_: Annotated[
+        str | None,
+        typer.Option("--class", help="Class label(s) as for `polydiff sample` (default: the data's "
+                     "class balance; 'none' scores the unconditional model)."),
+    ] = None,
+    guidance: Annotated[
+        float | None,
+        typer.Option(help="Classifier-free guidance scale (default from the run)."),
+    ] = None,
 ) -> None:
     """Generate N samples from the run's latest checkpoint (EMA weights) and score them.
 
@@ -60,6 +69,7 @@ def evaluate_command(
     """
     with user_errors():
         from polydiff.cli.runs import check_sampler, load_denoiser, read_record, sample_run, to_cpu
+        from polydiff.cli.tasks import LABEL, class_labels
 
         cfg, name = read_record(run_dir)
         from polydiff.registry import get_registry
@@ -74,7 +84,11 @@ def evaluate_command(
         steps = steps or int(sc["steps"])
         seed = int(sc.get("seed", 0)) if seed is None else seed
         schedule = str(sc.get("schedule", "default"))
-
+        guidance = float(sc.get("guidance", 1.0)) if guidance is None else guidance
+        labels = class_labels(class_, plugin, cfg, n)
+        options: dict[str, Any] = {"guidance": guidance}
+        if labels is not None:
+            options["cond"] = {LABEL: labels}
 
         from polydiff.checkpoint import atomic_write_text
         from polydiff.metrics import evaluate_samples
@@ -83,7 +97,7 @@ def evaluate_command(
         ckpt, meta = run.checkpoint, run.meta
         t0 = time.perf_counter()
         x, layout, nfe = sample_run(
-            run, n=n, sampler=sampler, steps=steps, schedule=schedule, seed=seed
+            run, n=n, sampler=sampler, steps=steps, schedule=schedule, seed=seed, **options
         )
         t_sample = time.perf_counter() - t0
 
@@ -97,7 +111,9 @@ def evaluate_command(
             raise fail(f"evaluating {run_dir}: {exc}") from None
         t_metrics = time.perf_counter() - t0
 
-        out = run_dir / "eval" / f"{sampler}-{steps}.json"
+        task = "" if class_ is None else f"-class{class_.replace(',', '_')}"
+        task += "" if guidance == 1.0 else f"-w{guidance:g}"
+        out = run_dir / "eval" / f"{sampler}-{steps}{task}.json"
         report = {
             "run_dir": str(run_dir),
             "modality": name,
@@ -108,6 +124,8 @@ def evaluate_command(
             "sampler": sampler,
             "steps": steps,
             "schedule": schedule,
+            "class": class_ or "data",
+            "guidance": guidance,
             "n": n,
             "seed": seed,
             "nfe": nfe,

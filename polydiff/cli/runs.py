@@ -79,16 +79,21 @@ def load_denoiser(
 
 
 def sample_run(
-    run: OpenRun, *, n: int, sampler: str, steps: int, schedule: str, seed: int
+    run: OpenRun, *, n: int, sampler: str, steps: int, schedule: str, seed: int, **options: Any
 ) -> tuple[Any, Any, int]:
-    """Sample a run's model with a progress bar: (samples, layout batch, network evaluations)."""
+    """Sample a run's model with a progress bar: (samples, layout batch, network evaluations).
+
+    ``options`` go to :func:`polydiff.generate.generate` (``cond``, ``guidance``, ``known``, ...).
+    """
     import torch
 
     from polydiff.cli.common import err_console
     from polydiff.generate import generate
     from polydiff.progress import StepProgress
 
-    with torch.no_grad(), StepProgress(steps, f"sample ({sampler})", console=err_console) as bar:
+    rounds = int(options.get("imputation_resample", 1)) if options.get("known") is not None else 1
+    total = steps * max(1, rounds)  # RePaint repeats each step
+    with torch.no_grad(), StepProgress(total, f"sample ({sampler})", console=err_console) as bar:
         return generate(
             run.plugin,
             run.config,
@@ -100,6 +105,7 @@ def sample_run(
             seed=seed,
             device=run.device,
             callback=lambda i, x, d: bar.advance(),
+            **options,
         )
 
 

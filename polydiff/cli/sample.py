@@ -1,4 +1,5 @@
-"""`polydiff sample`: draw samples from a trained run with any sampler."""
+"""`polydiff sample`: draw samples from a trained run with any sampler, class-conditional or
+guided, or inpaint a user's input."""
 
 from __future__ import annotations
 
@@ -18,6 +19,29 @@ def sample_command(
     schedule: Annotated[
         str | None, typer.Option(help="Noise grid: karras, uniform, quadratic, logsnr.")
     ] = None,
+    class_: Annotated[
+        str | None,
+        typer.Option(
+            "--class",
+            help="Class label(s) of a class-conditional model: N, or N,M,... used in turn; "
+            "'none' = unconditional; 'data' (default) = the training data's class balance.",
+        ),
+    ] = None,
+    guidance: Annotated[
+        float | None,
+        typer.Option(help="Classifier-free guidance scale (1 = no guidance; default from the run)."),
+    ] = None,
+    inpaint: Annotated[
+        Path | None, typer.Option(help="Inpaint this input file (needs --mask).")
+    ] = None,
+    mask: Annotated[
+        str | None,
+        typer.Option(help="Inpainting mask: a file (white = generate) or a preset of the modality "
+                     "(images: left, right, top, bottom, center, border)."),
+    ] = None,
+    resample: Annotated[
+        int | None, typer.Option(min=1, help="RePaint rounds per step when inpainting.")
+    ] = None,
     out: Annotated[Path | None, typer.Option(help="Output folder (default RUN_DIR/samples/...).")] = None,
     seed: Annotated[int | None, typer.Option(help="Random seed.")] = None,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
@@ -30,7 +54,9 @@ def sample_command(
 ) -> None:
     """Sample from a trained model and write the results with the modality's writer."""
     with user_errors():
+        from polydiff.cli.common import fail
         from polydiff.cli.runs import check_sampler, load_denoiser, read_record, sample_run, to_cpu
+        from polydiff.cli.tasks import LABEL, class_labels, inpainting_inputs
         from polydiff.registry import get_registry
 
         cfg, name = read_record(run_dir)
@@ -40,12 +66,27 @@ def sample_command(
         check_sampler(sampler)
         steps = steps or int(sc["steps"])
         n = n or int(sc["n"])
-
+        if mask is not None and inpaint is None:
+            raise fail("--mask needs --inpaint IMAGE")
+        labels = class_labels(class_, plugin, cfg, n)
+        known = None if inpaint is None else inpainting_inputs(inpaint, mask, plugin, cfg, n)
 
         run = load_denoiser(
             run_dir, plugin, cfg, checkpoint=checkpoint, device=device, ema=not raw_weights
         )
-        out_dir = out or run_dir / "samples" / f"{sampler}-{steps}"
+        options = {"guidance": guidance}
+        if labels is not None:
+            options["cond"] = {LABEL: labels}
+        elif known is not None and LABEL in (getattr(plugin, "conditions", ()) or ()):
+            # the class of an input to complete is unknown: the unconditional model by default
+            options["cond"] = {LABEL: class_labels("none", plugin, cfg, n)}
+        if known is not None:
+            options["known"] = tuple(t.to(run.device) for t in known)
+            options["imputation_resample"] = int(
+                resample or sc.get("imputation_resample", 1)
+            )
+        task = "inpaint" if known is not None else sampler
+        out_dir = out or run_dir / "samples" / f"{task}-{steps}"
         x, layout, nfe = sample_run(
             run,
             n=n,
@@ -53,8 +94,15 @@ def sample_command(
             steps=steps,
             schedule=schedule or str(sc["schedule"]),
             seed=int(sc["seed"]) if seed is None else seed,
+            **options,
         )
-        written = plugin.write_samples(to_cpu(x), out_dir, mask=to_cpu(layout.mask), cond=layout.cond)
+        writer = getattr(plugin, "write_inpainting", None)
+        if known is not None and callable(writer):
+            written = writer(to_cpu(x), to_cpu(known[0]), to_cpu(known[1]), out_dir)
+        else:
+            written = plugin.write_samples(
+                to_cpu(x), out_dir, mask=to_cpu(layout.mask), cond=layout.cond
+            )
     console.print(f"[bold green]wrote[/] {len(written)} files to {out_dir} ({nfe} network evaluations)",
                   highlight=False)
     if written:

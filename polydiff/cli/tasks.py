@@ -1,0 +1,63 @@
+"""What `polydiff sample` generates: class labels (``--class``) and inpainting inputs (``--inpaint``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from polydiff.cli.common import fail
+
+#: the condition name ``--class`` sets
+LABEL = "label"
+
+
+def class_labels(spec: str | None, plugin: Any, config: dict[str, Any], n: int) -> Any:
+    """The ``label`` condition for ``n`` samples, or ``None`` to keep the data's class balance.
+
+    ``spec``: ``None`` / ``"data"`` (labels drawn like the training data), ``"none"`` (the null
+    class: the unconditional model), or integers separated by commas, used in turn.
+    """
+    if spec is None or spec.strip().lower() == "data":
+        return None
+    import torch
+
+    if LABEL not in (getattr(plugin, "conditions", ()) or ()):
+        raise fail(f"--class: the {plugin.name} modality takes no class label")
+    num_classes = int((config.get("model") or {}).get("num_classes", 0) or 0)
+    if spec.strip().lower() == "none":
+        return torch.full((n,), -1, dtype=torch.long)
+    try:
+        values = [int(v) for v in spec.split(",") if v.strip()]
+    except ValueError:
+        raise fail(f"--class {spec}: expected integers separated by commas, 'data' or 'none'") from None
+    if not values:
+        raise fail(f"--class {spec}: no class given")
+    if num_classes <= 0:
+        raise fail("--class: this run's model is unconditional (model.num_classes = 0)")
+    bad = [v for v in values if not 0 <= v < num_classes]
+    if bad:
+        raise fail(f"--class {bad[0]}: out of range; this model has classes 0..{num_classes - 1}")
+    return torch.tensor([values[i % len(values)] for i in range(n)], dtype=torch.long)
+
+
+def inpainting_inputs(
+    image: Path, mask: str | None, plugin: Any, config: dict[str, Any], n: int
+) -> tuple[Any, Any]:
+    """(values, known_mask) for ``n`` samples, each with a leading batch dimension of ``n``."""
+    from polydiff.state import tree_map
+
+    read_state = getattr(plugin, "read_state", None)
+    read_mask = getattr(plugin, "read_mask", None)
+    if not callable(read_state) or not callable(read_mask):
+        raise fail(f"--inpaint: the {plugin.name} modality cannot read inputs for inpainting")
+    if mask is None:
+        raise fail("--inpaint needs --mask (a mask file or a preset name)")
+    if not image.is_file():
+        raise fail(f"{image}: file not found")
+    value = read_state(image, config)  # a DataError becomes one line in user_errors()
+    known = read_mask(mask, config, value)
+
+    def expand(t: Any) -> Any:
+        return t.unsqueeze(0).expand(n, *t.shape).contiguous()
+
+    return tree_map(expand, value), tree_map(expand, known)
