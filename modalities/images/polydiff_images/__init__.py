@@ -112,6 +112,23 @@ class ImagesModality(Modality):
 
         return write_samples(samples, out_dir, mask=mask, cond=cond, prefix=prefix)
 
+    def read_state(self, path: Path, config: Mapping[str, Any]):
+        from polydiff_images.inputs import read_image
+
+        return read_image(path, config)
+
+    def read_mask(self, spec: str, config: Mapping[str, Any], like: Any):
+        from polydiff_images.inputs import read_mask
+
+        return read_mask(spec, config, like)
+
+    def write_inpainting(
+        self, samples: Any, values: Any, known_mask: Any, out_dir: Path, *, prefix: str = "inpaint"
+    ) -> list[Path]:
+        from polydiff_images.writer import write_inpainting
+
+        return write_inpainting(samples, values, known_mask, out_dir, prefix=prefix)
+
     def metrics(self) -> Mapping[str, Any]:
         from polydiff_images.evaluation import metrics_for_modality
 

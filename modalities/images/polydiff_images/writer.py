@@ -85,3 +85,37 @@ def write_samples(
         _save(img, path)
         paths.append(path)
     return paths
+
+
+def write_inpainting(
+    samples: Any,
+    values: Any,
+    known_mask: Any,
+    out_dir: str | Path,
+    *,
+    prefix: str = "inpaint",
+    upscale: int | None = None,
+    max_results: int = 8,
+) -> list[Path]:
+    """Write ``<prefix>_panel.png`` — input | mask | masked input | results — and each result.
+
+    ``values`` / ``known_mask`` are the inputs of the first sample (``(B, C, H, W)``, the same for
+    every sample when one image was inpainted several times); the mask shows white where pixels
+    were generated, and the masked input shows those pixels mid-grey. Returns the paths, the panel
+    first.
+    """
+    paths = write_samples(samples, out_dir, prefix=prefix, upscale=upscale)
+    results = to_uint8(samples)[:max_results]
+    given = to_uint8(values)[:1]
+    keep = np.asarray(known_mask.detach().cpu() if hasattr(known_mask, "detach") else known_mask)
+    keep = (keep[:1] > 0).transpose(0, 2, 3, 1)  # (1, H, W, C)
+    mask_img = np.where(keep, 0, 255).astype(np.uint8)
+    masked = np.where(keep, given, 128).astype(np.uint8)
+    panel = make_grid(np.concatenate([given, mask_img, masked, results]), ncols=3 + len(results))
+    h = results.shape[1]
+    scale = upscale or max(1, 64 // h)
+    if scale > 1:
+        panel = panel.repeat(scale, axis=0).repeat(scale, axis=1)
+    panel_path = Path(out_dir) / f"{prefix}_panel.png"
+    _save(panel, panel_path)
+    return [panel_path, *paths]
