@@ -284,3 +284,52 @@ def evaluate_samples(
             clean[str(key)] = value
         out[str(metric)] = clean
     return out
+
+
+def load_feature_extractor(spec: str) -> Callable[[Tensor], Any]:
+    """The feature extractor a user names for ``polydiff evaluate --features SPEC``.
+
+    ``SPEC`` is a saved ``torch.export`` program (``*.pt2``), a TorchScript file (``*.pt``,
+    loaded on the CPU) or
+    ``package.module:name``, where ``name`` is a module instance or a function, or a class,
+    instantiated with no arguments. The extractor maps a batch of samples to ``(N, F)``
+    features, or to a pair ``(features, class probabilities)``. Raises :class:`UserError` with one
+    line when it cannot be loaded.
+    """
+    import importlib
+    from pathlib import Path
+
+    from polydiff.errors import UserError
+
+    path = Path(spec)
+    if path.suffix in (".pt", ".pts", ".jit", ".pt2") or path.is_file():
+        if not path.is_file():
+            raise UserError(f"--features {spec}: file not found")
+        if path.suffix == ".pt2":
+            try:
+                return torch.export.load(str(path)).module()
+            except (RuntimeError, ValueError, OSError) as exc:
+                first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                raise UserError(f"{path}: not a torch.export program ({first})") from None
+        try:
+            model = torch.jit.load(str(path), map_location="cpu")
+        except (RuntimeError, ValueError) as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise UserError(f"{path}: not a TorchScript model ({first})") from None
+        return model.eval()
+    module_name, _, attr = spec.partition(":")
+    if not module_name or not attr:
+        raise UserError(f"--features {spec}: expected a TorchScript file or package.module:name")
+    try:
+        obj = getattr(importlib.import_module(module_name), attr)
+    except ImportError as exc:
+        raise UserError(f"--features {spec}: cannot import {module_name} ({exc})") from None
+    except AttributeError:
+        raise UserError(f"--features {spec}: {module_name} has no attribute {attr!r}") from None
+    if isinstance(obj, type):
+        obj = obj()
+    if isinstance(obj, torch.nn.Module):
+        obj.eval()
+    if not callable(obj):
+        raise UserError(f"--features {spec}: {attr} is not callable")
+    return obj

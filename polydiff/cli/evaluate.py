@@ -60,6 +60,11 @@ def evaluate_command(
         float | None,
         typer.Option(help="Classifier-free guidance scale (default from the run)."),
     ] = None,
+    features: Annotated[
+        str | None,
+        typer.Option(help="Feature extractor for the metrics: package.module:name or a "
+                     "TorchScript file (default: the modality's own, e.g. a shipped classifier)."),
+    ] = None,
 ) -> None:
     """Generate N samples from the run's latest checkpoint (EMA weights) and score them.
 
@@ -86,6 +91,10 @@ def evaluate_command(
         schedule = str(sc.get("schedule", "default"))
         guidance = float(sc.get("guidance", 1.0)) if guidance is None else guidance
         labels = class_labels(class_, plugin, cfg, n)
+        if features:
+            from polydiff.metrics import load_feature_extractor
+
+            load_feature_extractor(features)  # a bad name fails before sampling
         options: dict[str, Any] = {"guidance": guidance}
         if labels is not None:
             options["cond"] = {LABEL: labels}
@@ -103,7 +112,7 @@ def evaluate_command(
 
         cond = {k: to_cpu(v) if hasattr(v, "cpu") else v for k, v in layout.cond.items()}
         # score with the run's sampling seed as configured for this evaluation
-        eval_cfg = {**cfg, "sample": {**sc, "seed": seed}}
+        eval_cfg = {**cfg, "sample": {**sc, "seed": seed}, "eval": {"features": features}}
         t0 = time.perf_counter()
         try:
             results = evaluate_samples(plugin, to_cpu(x), eval_cfg, mask=to_cpu(layout.mask), cond=cond)

@@ -15,9 +15,12 @@ The ``reference/...`` keys score real digits exactly like the samples: a random 
 split. That is what a perfect generator would score with this many samples, the floor to read
 the sample numbers against (finite-sample bias included).
 
-Without a reference classifier (a user folder, another resolution or channel count) only
-``kid``, ``precision`` and ``recall`` are computed, in pixel space, and ``features`` says
-``"pixels"``.
+For a user folder (or another resolution or channel count) the user may name a feature
+extractor (``polydiff evaluate RUN --features module:name`` or a TorchScript file, see
+:func:`polydiff.metrics.load_feature_extractor`): ``fd``, ``kid``, ``precision`` and ``recall``
+are computed in its feature space, and ``class_tv`` / ``confident`` too when it returns
+``(features, class probabilities)``. Without one only ``kid``, ``precision`` and ``recall`` are
+computed, in pixel space. ``features`` names the space used and ``note`` says it in a sentence.
 """
 
 from __future__ import annotations
@@ -62,9 +65,10 @@ def _score(
     real_labels: Tensor | None,
     num_classes: int,
     k: int,
+    fd: bool = True,
 ) -> dict[str, float | int]:
     out: dict[str, float | int] = {"n_samples": len(fake)}
-    if fake_probs is not None:
+    if fd:
         out["fd"] = M.frechet_distance(fake, real)
     out["kid"] = M.kernel_distance(fake, real)
     out["precision"], out["recall"] = M.precision_recall(real, fake, k=k)
@@ -84,6 +88,8 @@ def evaluate_images(
     real_train: Tensor | None = None,
     k: int = PR_K,
     seed: int = 0,
+    extractor: Any = None,
+    extractor_name: str = "user features",
 ) -> dict[str, float | int | str]:
     """Score generated images against held-out real ones; see the module docstring for the keys.
 
@@ -91,7 +97,8 @@ def evaluate_images(
     first). ``dataset`` names a built-in data set with a reference classifier (``"digits"``);
     anything else (``None``, a path) measures in pixel space. ``real_test_labels`` (integers)
     enable ``class_tv``. With ``real_train`` the ``reference/...`` keys score a random subset of it
-    (``seed``) of the samples' size the same way.
+    (``seed``) of the samples' size the same way. ``extractor`` (a callable on image batches
+    returning features or ``(features, probabilities)``) replaces the reference classifier.
     """
     fake = _images(samples, "samples")
     test = _images(real_test, "real_test")
@@ -102,7 +109,7 @@ def evaluate_images(
     train = None if real_train is None else _images(real_train, "real_train")
     if len(fake) <= k or len(test) <= k:
         raise ValueError(f"need more than k = {k} samples and real images, got {len(fake)} and {len(test)}")
-    clf = _classifier_for(dataset, tuple(fake.shape[1:]))
+    clf = None if extractor is not None else _classifier_for(dataset, tuple(fake.shape[1:]))
     result: dict[str, float | int | str] = {}
     ref_subset = None
     if train is not None:
@@ -111,25 +118,56 @@ def evaluate_images(
         ref_subset = train[torch.randperm(len(train), generator=gen)[:take]]
     labels = None if real_test_labels is None else torch.as_tensor(real_test_labels).long()
 
-    if clf is not None:
+    predict = None
+    if extractor is not None:
+        result["features"] = extractor_name
+        result["note"] = f"metrics computed in the feature space of {extractor_name}"
+        predict = _user_predict(extractor)
+    elif clf is not None:
         result["features"] = f"{dataset}-classifier"
-        f_fake, p_fake = clf.predict(fake)
-        f_test, _ = clf.predict(test)
-        kw = {"real_labels": labels, "num_classes": clf.num_classes, "k": k}
+        result["note"] = f"metrics computed in the feature space of the shipped {dataset} classifier"
+        predict = clf.predict
+    if predict is not None:
+        f_fake, p_fake = predict(fake)
+        f_test, _ = predict(test)
+        num_classes = clf.num_classes if clf is not None else 0 if p_fake is None else p_fake.shape[1]
+        kw = {"real_labels": labels if num_classes else None, "num_classes": num_classes, "k": k}
         result.update(_score(f_fake, f_test, fake_probs=p_fake, **kw))
         if ref_subset is not None:
-            f_ref, p_ref = clf.predict(ref_subset)
+            f_ref, p_ref = predict(ref_subset)
             ref = _score(f_ref, f_test, fake_probs=p_ref, **kw)
             result.update({M.REFERENCE_PREFIX + key: v for key, v in ref.items()})
     else:
         result["features"] = "pixels"
-        kw = {"fake_probs": None, "real_labels": None, "num_classes": 0, "k": k}
+        result["note"] = (
+            "no reference classifier for this data and no feature extractor named "
+            "(--features): precision, recall and kernel distance computed in pixel space"
+        )
+        # a Gaussian fit to hundreds of raw pixels is meaningless: no FD in pixel space
+        kw = {"fake_probs": None, "real_labels": None, "num_classes": 0, "k": k, "fd": False}
         result.update(_score(fake.flatten(1), test.flatten(1), **kw))
         if ref_subset is not None and len(ref_subset) > k:
             ref = _score(ref_subset.flatten(1), test.flatten(1), **kw)
             result.update({M.REFERENCE_PREFIX + key: v for key, v in ref.items()})
     result["n_real"] = len(test)
     return result
+
+
+def _user_predict(extractor: Any, batch_size: int = 256):
+    """``images -> (features (N, F), probabilities (N, K) or None)`` for a user's extractor."""
+
+    def predict(x: Tensor) -> tuple[Tensor, Tensor | None]:
+        feats, probs = [], []
+        with torch.no_grad():
+            for chunk in x.split(batch_size):
+                out = extractor(chunk)
+                f, p = out if isinstance(out, (tuple, list)) else (out, None)
+                feats.append(torch.as_tensor(f).float().flatten(1))
+                if p is not None:
+                    probs.append(torch.as_tensor(p).float())
+        return torch.cat(feats), torch.cat(probs) if probs else None
+
+    return predict
 
 
 def _stack(dataset: Any) -> tuple[Tensor, Tensor | None]:
@@ -165,7 +203,16 @@ def metrics_for_modality(modality: Any = None) -> dict[str, Any]:
         train_x, _ = _stack(plugin.build_dataset(source, config, "train"))
         builtin = None if data.get("path") else str(data["dataset"])
         seed = int((config.get("sample") or {}).get("seed", 0))
-        result = evaluate_images(samples, builtin, test_x, test_y, real_train=train_x, seed=seed)
+        spec = (config.get("eval") or {}).get("features")
+        extractor = None
+        if spec:
+            from polydiff.metrics import load_feature_extractor
+
+            extractor = load_feature_extractor(str(spec))
+        result = evaluate_images(
+            samples, builtin, test_x, test_y, real_train=train_x, seed=seed,
+            extractor=extractor, extractor_name=str(spec) if spec else "",
+        )
         default = DEFAULT_CONFIG["data"]
         same_split = all(
             int(data.get(key, default[key])) == int(default[key]) for key in ("test_size", "split_seed")
