@@ -4,10 +4,10 @@ import sys
 
 import pytest
 import torch
+from polydiff_images.evaluation import evaluate_images
 
 from polydiff.errors import UserError
 from polydiff.metrics import load_feature_extractor
-from polydiff_images.evaluation import evaluate_images
 
 
 def _mean_pixel(x):
