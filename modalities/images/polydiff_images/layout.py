@@ -1,0 +1,55 @@
+"""What `polydiff sample` generates by default: ``n`` images with labels in the data's proportions.
+
+A class-conditional model is asked for each class in proportion to its share of the training
+split, allotted exactly (largest remainders) and shuffled, rather than by drawing ``n`` training
+labels at random: with 10 classes, 500 random draws are off the data's balance by a total
+variation of about 0.05 on their own.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from functools import lru_cache
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from polydiff.protocol import Batch
+
+
+def proportional_counts(freq: Tensor, n: int) -> Tensor:
+    """Integer counts summing to ``n`` closest to ``n * freq`` (largest-remainder rounding)."""
+    share = freq.double() / freq.sum() * n
+    counts = share.floor().long()
+    rest = n - int(counts.sum())
+    if rest:
+        order = torch.argsort(share - counts, descending=True, stable=True)
+        counts[order[:rest]] += 1
+    return counts
+
+
+@lru_cache(maxsize=4)
+def _train_labels(plugin: Any, data_json: str) -> tuple[tuple[int, int, int], Tensor | None]:
+    data = json.loads(data_json)
+    source = data.get("path") or data["dataset"]
+    dataset = plugin.build_dataset(source, {"data": data}, "train")
+    first = dataset[0]["x"]
+    labels = getattr(dataset, "labels", None)
+    return tuple(first.shape), None if labels is None else torch.as_tensor(labels).long()
+
+
+def stratified_layout(plugin: Any, config: Mapping[str, Any], n: int, generator: torch.Generator) -> Batch:
+    """Zeros shaped like ``n`` training images and, for labelled data, proportional labels."""
+    from polydiff_images import DEFAULT_CONFIG
+
+    data = dict(DEFAULT_CONFIG["data"])
+    data.update(config.get("data") or {})
+    shape, labels = _train_labels(plugin, json.dumps(data, sort_keys=True, default=str))
+    x = torch.zeros(n, *shape)
+    if labels is None or labels.numel() == 0:
+        return Batch(x, None, {})
+    counts = proportional_counts(torch.bincount(labels), n)
+    allotted = torch.repeat_interleave(torch.arange(len(counts)), counts)
+    return Batch(x, None, {"label": allotted[torch.randperm(n, generator=generator)]})
