@@ -23,11 +23,14 @@ __all__ = ["DEFAULT_CONFIG", "ImagesModality", "modality"]
 #: 64-sample grid shows recognisable digits; see README.md for the measurements.
 DEFAULT_CONFIG: dict[str, dict[str, Any]] = {
     "data": {
-        "dataset": "digits",
-        "resolution": 16,
-        "channels": 1,
-        "test_size": 297,
-        "split_seed": 0,
+        "dataset": "digits",  # built-in: digits (16x16 gray), shapes (32x32 RGB: set both below)
+        "path": "",  # a folder of images (--data PATH); overrides `dataset` when set
+        "resolution": 16,  # every source is served at this size (square) ...
+        "channels": 1,  # ... and channel count (1 grayscale, 3 RGB)
+        "test_size": 297,  # digits: images held out for the test split
+        "test_fraction": 0.1,  # folders: share of each class held out for the test split
+        "split_seed": 0,  # digits and folders: which images are held out
+        "hflip": False,  # mirror train items left-right at random
     },
     "model": {
         "base_channels": 16,
@@ -60,13 +63,14 @@ DEFAULT_CONFIG: dict[str, dict[str, Any]] = {
 
 
 class ImagesModality(Modality):
-    """Images as ``(C, H, W)`` tensors in [-1, 1]; built-in data set ``digits``."""
+    """Images as ``(C, H, W)`` tensors in [-1, 1]; built-in ``digits`` and ``shapes``, or folders."""
 
     name: ClassVar[str] = "images"
     description: ClassVar[str] = (
-        "Images (C, H, W) in [-1, 1]: built-in 'digits' (scikit-learn, 16x16), a small U-Net, PNG grids"
+        "Images (C, H, W) in [-1, 1]: built-in 'digits' (16x16) and 'shapes' (32x32 RGB), "
+        "image folders, a small U-Net, PNG grids"
     )
-    builtin_datasets: ClassVar[tuple[str, ...]] = ("digits",)
+    builtin_datasets: ClassVar[tuple[str, ...]] = ("digits", "shapes")
     conditions: ClassVar[tuple[str, ...]] = ("label",)
 
     def default_config(self) -> dict[str, dict[str, Any]]:
@@ -75,20 +79,23 @@ class ImagesModality(Modality):
     def build_dataset(self, source: str | Path, config: Mapping[str, Any], split: str):
         data_cfg = dict(DEFAULT_CONFIG["data"])
         data_cfg.update(config.get("data") or {})
-        if str(source) in self.builtin_datasets:
+        if str(source) == "digits":
             from polydiff_images.data import build_digits
 
             return build_digits(data_cfg, split)
+        if str(source) == "shapes":
+            from polydiff_images.shapes import build_shapes
+
+            return build_shapes(data_cfg, split)
         path = Path(source)
         if not path.exists():
             raise DataError(
                 f"{path}: not found, and not a built-in data set "
                 f"(built-in: {', '.join(self.builtin_datasets)})"
             )
-        raise DataError(
-            f"{path}: user image folders are not supported yet "
-            f"(built-in: {', '.join(self.builtin_datasets)})"
-        )
+        from polydiff_images.folder import build_folder
+
+        return build_folder(path, data_cfg, split)
 
     def build_network(self, config: Mapping[str, Any]):
         from polydiff_images.unet import build_unet

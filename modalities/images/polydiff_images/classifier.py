@@ -1,8 +1,9 @@
-"""The reference classifier that image metrics measure in: a small CNN for the built-in ``digits``.
+"""The reference classifiers that image metrics measure in: small CNNs for the built-in data sets.
 
-Trained by ``modalities/images/scripts/train_classifier.py`` on the digits *train* split only; its
-weights ship in ``polydiff_images/assets/digits_classifier.safetensors`` (float16, loaded as
-float32). :meth:`DigitsClassifier.features` gives the penultimate layer (128 values after a ReLU
+One per built-in set (``digits`` 1x16x16, ``shapes`` 3x32x32), trained by
+``modalities/images/scripts/train_classifier.py --dataset NAME`` on its *train* split only; the
+weights ship in ``polydiff_images/assets/NAME_classifier.safetensors`` (float16, loaded as
+float32). :meth:`ReferenceClassifier.features` gives the penultimate layer (128 values after a ReLU
 and global average pooling, the role Inception's pool3 layer plays for FID), divided by a fixed
 scale so that their mean square over the train split is 1 (KID's polynomial kernel then sees
 inputs of order one, as with Inception features); ``forward`` gives the logits.
@@ -20,6 +21,7 @@ __all__ = [
     "ASSETS",
     "REFERENCE_CLASSIFIERS",
     "DigitsClassifier",
+    "ReferenceClassifier",
     "load_reference_classifier",
 ]
 
@@ -27,30 +29,40 @@ ASSETS = Path(__file__).parent / "assets"
 #: data set name -> (weights file in ASSETS, input (channels, height, width), number of classes)
 REFERENCE_CLASSIFIERS: dict[str, tuple[str, tuple[int, int, int], int]] = {
     "digits": ("digits_classifier.safetensors", (1, 16, 16), 10),
+    "shapes": ("shapes_classifier.safetensors", (3, 32, 32), 6),
 }
 
 
-class DigitsClassifier(nn.Module):
-    """``(N, 1, 16, 16)`` images in [-1, 1] -> 10 logits; ``features`` -> ``(N, feature_dim)``.
+class ReferenceClassifier(nn.Module):
+    """``(N, C, S, S)`` images in [-1, 1] -> logits; ``features`` -> ``(N, feature_dim)``.
 
-    Two 3x3 convolutions per resolution (16 -> 8 -> 4), then a 3x3 convolution to
-    ``feature_dim`` channels, ReLU and global average pooling; a linear head on top.
+    Two 3x3 convolutions per resolution (S -> S/2 -> S/4), then a 3x3 convolution to
+    ``feature_dim`` channels, ReLU and global average pooling; a linear head on top. The defaults
+    are the digits classifier's (1 channel, 16x16, 10 classes).
     """
 
-    def __init__(self, width: int = 32, feature_dim: int = 128, num_classes: int = 10):
+    def __init__(
+        self,
+        width: int = 32,
+        feature_dim: int = 128,
+        num_classes: int = 10,
+        in_channels: int = 1,
+        image_size: int = 16,
+    ):
         super().__init__()
         w = width
+        self.input_shape = (in_channels, image_size, image_size)
         self.body = nn.Sequential(
-            nn.Conv2d(1, w, 3, padding=1),
+            nn.Conv2d(in_channels, w, 3, padding=1),
             nn.ReLU(),
             nn.Conv2d(w, w, 3, padding=1),
             nn.ReLU(),
-            nn.MaxPool2d(2),  # 8x8
+            nn.MaxPool2d(2),  # S/2
             nn.Conv2d(w, 2 * w, 3, padding=1),
             nn.ReLU(),
             nn.Conv2d(2 * w, 2 * w, 3, padding=1),
             nn.ReLU(),
-            nn.MaxPool2d(2),  # 4x4
+            nn.MaxPool2d(2),  # S/4
             nn.Conv2d(2 * w, feature_dim, 3, padding=1),
             nn.ReLU(),
         )
@@ -63,8 +75,9 @@ class DigitsClassifier(nn.Module):
 
     def pooled(self, x: Tensor) -> Tensor:
         """The pooled activations the head reads, ``(N, feature_dim)``, non-negative."""
-        if x.dim() != 4 or x.shape[1:] != (1, 16, 16):
-            raise ValueError(f"expected (N, 1, 16, 16) images, got shape {tuple(x.shape)}")
+        if x.dim() != 4 or tuple(x.shape[1:]) != self.input_shape:
+            want = ", ".join(str(v) for v in self.input_shape)
+            raise ValueError(f"expected (N, {want}) images, got shape {tuple(x.shape)}")
         return self.body(x).mean(dim=(2, 3))
 
     def features(self, x: Tensor) -> Tensor:
@@ -90,7 +103,11 @@ class DigitsClassifier(nn.Module):
         return torch.cat(feats), torch.cat(probs)
 
 
-def load_reference_classifier(dataset: str = "digits") -> DigitsClassifier:
+#: the digits classifier's name from before there were several
+DigitsClassifier = ReferenceClassifier
+
+
+def load_reference_classifier(dataset: str = "digits") -> ReferenceClassifier:
     """The shipped classifier for a built-in data set, on the CPU in eval mode (float32)."""
     from safetensors import safe_open
     from safetensors.torch import load_file
@@ -99,16 +116,18 @@ def load_reference_classifier(dataset: str = "digits") -> DigitsClassifier:
         raise KeyError(
             f"no reference classifier for {dataset!r}; available: {', '.join(REFERENCE_CLASSIFIERS)}"
         )
-    filename, _, num_classes = REFERENCE_CLASSIFIERS[dataset]
+    filename, (channels, size, _), num_classes = REFERENCE_CLASSIFIERS[dataset]
     path = ASSETS / filename
     if not path.is_file():
         raise FileNotFoundError(f"{path}: the {dataset} classifier weights are missing from the package")
     with safe_open(str(path), framework="pt") as fh:
         meta = fh.metadata() or {}
-    model = DigitsClassifier(
+    model = ReferenceClassifier(
         width=int(meta.get("width", 32)),
         feature_dim=int(meta.get("feature_dim", 128)),
         num_classes=num_classes,
+        in_channels=channels,
+        image_size=size,
     )
     state = {k: v.float() for k, v in load_file(str(path)).items()}
     model.load_state_dict(state)

@@ -1,11 +1,14 @@
-"""Image data sets: the built-in ``digits`` (scikit-learn's bundled 8x8 handwritten digits).
+"""Image data sets: the in-memory :class:`TensorImageDataset` and the built-in ``digits``
+(scikit-learn's bundled 8x8 handwritten digits). The built-in ``shapes`` live in
+:mod:`polydiff_images.shapes`, user folders in :mod:`polydiff_images.folder`.
 
-Items are ``{"x": (C, H, W) float32 in [-1, 1], "cond": {"label": int}}``.
+Items are ``{"x": (C, H, W) float32 in [-1, 1], "cond": {"label": int}}`` (no ``"cond"`` for
+unlabelled data).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -20,22 +23,60 @@ DIGITS_CLASSES = 10
 
 
 class TensorImageDataset(Dataset):
-    """Images already in memory: ``images`` (N, C, H, W) in [-1, 1], ``labels`` (N,) or ``None``."""
+    """Images held in memory, served as ``{"x": (C, H, W) float32 in [-1, 1], "cond": {"label"}}``.
 
-    def __init__(self, images: Tensor, labels: Tensor | None = None):
+    ``images`` is ``(N, C, H, W)``: float in [-1, 1], or uint8 in 0..255 (a quarter of the memory;
+    mapped to [-1, 1] per item, 0 -> -1 and 255 -> 1). ``labels`` is ``(N,)`` integers or ``None``
+    (unlabelled: items have no ``"cond"``); ``classes`` names the labels (``classes[label]``).
+
+    ``hflip=True`` mirrors each item left-right with probability 1/2, decided by one draw from
+    torch's global RNG per item. The trainer checkpoints and restores that RNG, and with
+    ``data.num_workers = 0`` (the default) items are fetched in the main process between its own
+    draws, so a resumed run repeats the flips of an uninterrupted one bit for bit. (With worker
+    processes each worker's RNG is seeded by the loader from the run's seed and position: runs stay
+    reproducible, but a resumed run draws other flips than an uninterrupted one.)
+    """
+
+    def __init__(
+        self,
+        images: Tensor,
+        labels: Tensor | None = None,
+        *,
+        hflip: bool = False,
+        classes: Sequence[str] | None = None,
+    ):
         if labels is not None and len(labels) != len(images):
             raise ValueError(f"{len(images)} images but {len(labels)} labels")
-        self.images = images
+        if images.dtype not in (torch.uint8, torch.float32):
+            raise ValueError(f"images must be uint8 or float32, got {images.dtype}")
+        self.data = images
         self.labels = labels
+        self.hflip = bool(hflip)
+        self.classes: tuple[str, ...] | None = None if classes is None else tuple(classes)
+
+    @property
+    def images(self) -> Tensor:
+        """All images as float32 in [-1, 1], never flipped (a new tensor for uint8 storage)."""
+        return to_float(self.data)
 
     def __len__(self) -> int:
-        return self.images.shape[0]
+        return self.data.shape[0]
 
     def __getitem__(self, index: int) -> dict[str, Any]:
-        item: dict[str, Any] = {"x": self.images[index]}
+        x = to_float(self.data[index])
+        if self.hflip and bool(torch.randint(2, ())):
+            x = x.flip(-1)
+        item: dict[str, Any] = {"x": x}
         if self.labels is not None:
             item["cond"] = {"label": int(self.labels[index])}
         return item
+
+
+def to_float(images: Tensor) -> Tensor:
+    """uint8 0..255 -> float32 [-1, 1]; float32 passes through unchanged."""
+    if images.dtype == torch.uint8:
+        return images.float().div_(127.5).sub_(1.0)
+    return images
 
 
 def digits_split_indices(n: int, test_size: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -74,4 +115,10 @@ def build_digits(data_config: Mapping[str, Any], split: str) -> TensorImageDatas
     images, labels = load_digits_tensors(resolution)
     train_idx, test_idx = digits_split_indices(len(images), test_size, seed)
     idx = torch.from_numpy(train_idx if split == "train" else test_idx)
-    return TensorImageDataset(images[idx].contiguous(), labels[idx].contiguous())
+    hflip = bool(data_config.get("hflip", False)) and split == "train"
+    return TensorImageDataset(
+        images[idx].contiguous(),
+        labels[idx].contiguous(),
+        hflip=hflip,
+        classes=[str(d) for d in range(DIGITS_CLASSES)],
+    )

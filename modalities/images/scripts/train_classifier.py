@@ -1,11 +1,12 @@
-"""Train the reference digits classifier and write it into the package's assets.
+"""Train a reference classifier (``digits`` or ``shapes``) and write it into the package's assets.
 
-    python modalities/images/scripts/train_classifier.py [--epochs 40] [--out PATH]
+    python modalities/images/scripts/train_classifier.py [--dataset digits] [--epochs N] [--out PATH]
 
 Deterministic (fixed seed, one thread, deterministic kernels): the same command writes the same
-weights on the same torch build. Trains on the digits *train* split only (the default split of
-``polydiff_images.DEFAULT_CONFIG``) with random shifts of up to two pixels, and reports the
-accuracy on the held-out test split, which it never trains or selects on.
+weights on the same torch build. Trains on the *train* split only (digits: the default split of
+``polydiff_images.DEFAULT_CONFIG``; shapes: the fixed 32x32 RGB train set) with random shifts of up
+to two pixels (and, for shapes, random left-right flips), and reports the accuracy on the held-out
+test split, which it never trains or selects on. Defaults: digits 40 epochs, shapes 12.
 """
 
 from __future__ import annotations
@@ -18,8 +19,9 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from polydiff_images import DEFAULT_CONFIG
-from polydiff_images.classifier import ASSETS, DigitsClassifier
+from polydiff_images.classifier import ASSETS, REFERENCE_CLASSIFIERS, ReferenceClassifier
 from polydiff_images.data import build_digits
+from polydiff_images.shapes import SHAPES_SEEDS, SHAPES_TEST, SHAPES_TRAIN, build_shapes
 from safetensors.torch import save_file
 
 
@@ -33,15 +35,24 @@ def shift(x: torch.Tensor, max_shift: int, gen: torch.Generator) -> torch.Tensor
     return torch.stack([padded[i, :, dy : dy + h, dx : dx + w] for i, (dy, dx) in enumerate(offsets)])
 
 
+#: images per forward pass when measuring (digits' 1,500 train images fit in one)
+EVAL_BATCH = 2048
+
+
 @torch.no_grad()
-def accuracy(model: DigitsClassifier, x: torch.Tensor, y: torch.Tensor) -> float:
+def accuracy(model: ReferenceClassifier, x: torch.Tensor, y: torch.Tensor) -> float:
     model.eval()
-    return float((model(x).argmax(1) == y).float().mean())
+    pred = torch.cat([model(x[i : i + EVAL_BATCH]).argmax(1) for i in range(0, len(x), EVAL_BATCH)])
+    return float((pred == y).float().mean())
+
+
+EPOCHS = {"digits": 40, "shapes": 12}
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--epochs", type=int, default=40)
+    p.add_argument("--dataset", choices=sorted(REFERENCE_CLASSIFIERS), default="digits")
+    p.add_argument("--epochs", type=int, default=None, help="default: digits 40, shapes 12")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--weight-decay", type=float, default=1e-4)
@@ -50,21 +61,41 @@ def main() -> None:
     p.add_argument("--feature-dim", type=int, default=128)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--out", type=Path, default=ASSETS / "digits_classifier.safetensors")
+    p.add_argument("--out", type=Path, default=None, help="default: the package's asset file")
     a = p.parse_args()
+    if a.epochs is None:
+        a.epochs = EPOCHS[a.dataset]
+    if a.out is None:
+        a.out = ASSETS / REFERENCE_CLASSIFIERS[a.dataset][0]
+    channels, size, _ = REFERENCE_CLASSIFIERS[a.dataset][1]
+    num_classes = REFERENCE_CLASSIFIERS[a.dataset][2]
+    flip = a.dataset == "shapes"  # every shapes class is mirror-symmetric as a distribution
 
     torch.set_num_threads(a.threads)
     torch.use_deterministic_algorithms(True)
     torch.manual_seed(a.seed)
     gen = torch.Generator().manual_seed(a.seed)
 
-    data_cfg = DEFAULT_CONFIG["data"]
-    train, test = build_digits(data_cfg, "train"), build_digits(data_cfg, "test")
+    if a.dataset == "digits":
+        data_cfg = DEFAULT_CONFIG["data"]
+        train, test = build_digits(data_cfg, "train"), build_digits(data_cfg, "test")
+        split = f"test_size={data_cfg['test_size']} split_seed={data_cfg['split_seed']}"
+    else:
+        data_cfg = {"resolution": size, "channels": channels}
+        train, test = build_shapes(data_cfg, "train"), build_shapes(data_cfg, "test")
+        split = (f"train={SHAPES_TRAIN} seed={SHAPES_SEEDS['train']} "
+                 f"test={SHAPES_TEST} seed={SHAPES_SEEDS['test']}")
     x_tr, y_tr = train.images, train.labels
     x_te, y_te = test.images, test.labels
-    print(f"digits: {len(x_tr)} train, {len(x_te)} test images {tuple(x_tr.shape[1:])}")
+    print(f"{a.dataset}: {len(x_tr)} train, {len(x_te)} test images {tuple(x_tr.shape[1:])}")
 
-    model = DigitsClassifier(width=a.width, feature_dim=a.feature_dim)
+    model = ReferenceClassifier(
+        width=a.width,
+        feature_dim=a.feature_dim,
+        num_classes=num_classes,
+        in_channels=channels,
+        image_size=size,
+    )
     opt = torch.optim.AdamW(model.parameters(), lr=a.lr, weight_decay=a.weight_decay)
     per_epoch = math.ceil(len(x_tr) / a.batch_size)
     total = a.epochs * per_epoch
@@ -79,6 +110,9 @@ def main() -> None:
         for start in range(0, len(perm), a.batch_size):
             idx = perm[start : start + a.batch_size]
             xb = shift(x_tr[idx], a.max_shift, gen)
+            if flip:
+                mirror = torch.rand(len(idx), generator=gen) < 0.5
+                xb = torch.where(mirror[:, None, None, None], xb.flip(-1), xb)
             loss = F.cross_entropy(model(xb), y_tr[idx])
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -94,20 +128,21 @@ def main() -> None:
     model.load_state_dict({k: v.float() for k, v in state.items()})
     model.eval()
     with torch.no_grad():  # features / scale have mean square 1 over the train split
-        scale = model.pooled(x_tr).square().mean().sqrt()
+        pooled = [model.pooled(x_tr[i : i + EVAL_BATCH]) for i in range(0, len(x_tr), EVAL_BATCH)]
+        scale = torch.cat(pooled).square().mean().sqrt()
     model.feature_scale.fill_(scale)
     state["feature_scale"] = model.feature_scale.detach().clone().half()
     model.feature_scale.copy_(state["feature_scale"].float())
     train_acc, test_acc = accuracy(model, x_tr, y_tr), accuracy(model, x_te, y_te)
     a.out.parent.mkdir(parents=True, exist_ok=True)
     meta = {
-        "dataset": "digits",
+        "dataset": a.dataset,
         "width": str(a.width),
         "feature_dim": str(a.feature_dim),
         "epochs": str(a.epochs),
         "seed": str(a.seed),
         "max_shift": str(a.max_shift),
-        "split": f"test_size={data_cfg['test_size']} split_seed={data_cfg['split_seed']}",
+        "split": split,
         "feature_scale": f"{float(state['feature_scale']):.4f}",
         "train_accuracy": f"{train_acc:.4f}",
         "test_accuracy": f"{test_acc:.4f}",

@@ -73,11 +73,19 @@ def test_bad_split(cfg):
         modality.build_dataset("digits", cfg, "validation")
 
 
-def test_user_path_is_a_data_error(cfg, tmp_path):
+def test_empty_or_missing_folder_is_a_data_error(cfg, tmp_path):
     with pytest.raises(DataError) as err:
         modality.build_dataset(str(tmp_path), cfg, "train")
     msg = str(err.value)
-    assert str(tmp_path) in msg and "\n" not in msg
+    assert str(tmp_path) in msg and "\n" not in msg and "empty" in msg
     missing = tmp_path / "nope"
     with pytest.raises(DataError, match="nope"):
         modality.build_dataset(missing, cfg, "train")
+
+
+def test_classes_and_optional_hflip(cfg, train, test):
+    assert train.classes == tuple(str(d) for d in range(10))
+    assert not train.hflip and not test.hflip
+    assert torch.equal(train[3]["x"], train.images[3])  # no flips unless asked for
+    flipped = modality.build_dataset("digits", {**cfg, "data": {**cfg["data"], "hflip": True}}, "train")
+    assert flipped.hflip and torch.equal(flipped.images, train.images)

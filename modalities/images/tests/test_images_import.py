@@ -26,7 +26,7 @@ def test_modality_satisfies_contract():
     assert isinstance(m, Modality)
     assert missing_members(m) == []
     assert m.name == "images"
-    assert tuple(m.builtin_datasets) == ("digits",)
+    assert tuple(m.builtin_datasets) == ("digits", "shapes")
     assert tuple(m.conditions) == ("label",)
 
 

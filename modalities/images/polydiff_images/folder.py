@@ -1,0 +1,241 @@
+"""User image folders: ``polydiff train --modality images --data PATH`` (config ``data.path``).
+
+Layout (the ImageFolder convention):
+
+- **Class folders.** When any top-level subfolder of ``PATH`` holds images, every top-level
+  subfolder is a class: sorted names are labels ``0..K-1`` (``dataset.classes``), and images in
+  folders nested below a class belong to that class. Items carry ``{"cond": {"label": int}}``.
+  Images lying loose in ``PATH`` beside class folders are an error that names them (their class
+  would be a guess), and so is a class folder without images.
+- **Flat folder.** Otherwise the images anywhere under ``PATH`` are one unlabelled set (no
+  ``"cond"``).
+
+Files ending in ``.png``, ``.jpg``, ``.jpeg``, ``.bmp`` or ``.webp`` (any case) are read, searched
+recursively; other files and anything whose name starts with ``.`` are skipped. Each image is
+turned upright by its EXIF orientation, converted to ``data.channels`` (1: grayscale by ITU-R 601
+luma, 3: RGB), with transparency (RGBA, LA, palette or colour-key transparency) composited onto
+**white** first; then the centred square with the shorter side's length is cut out and resized to
+``data.resolution`` pixels square with Lanczos filtering (antialiased when shrinking). That is
+"shorter side to the resolution, then centre crop" done in one resampling step with an exact,
+sub-pixel centre. The images are decoded once and kept in memory as uint8.
+
+Split: ``data.test_fraction`` (default 0.1) of each class goes to ``test`` (rounded per class;
+all images count as one class in a flat folder), chosen by a permutation seeded with
+``data.split_seed``; the rest is ``train``. ``data.test_fraction = 0`` uses everything for
+training (asking for the test split is then an error). ``data.hflip`` mirrors train items at
+random (see :class:`~polydiff_images.data.TensorImageDataset`).
+
+Every problem with the data is a :class:`~polydiff.protocol.DataError` whose one-line message
+names the file or folder.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from polydiff.protocol import DataError
+from polydiff_images.data import TensorImageDataset
+
+__all__ = [
+    "BACKGROUND",
+    "IMAGE_EXTENSIONS",
+    "FolderIndex",
+    "build_folder",
+    "folder_split_indices",
+    "load_image",
+    "scan_folder",
+]
+
+#: file name endings read as images (compared in lower case)
+IMAGE_EXTENSIONS = (".bmp", ".jpeg", ".jpg", ".png", ".webp")
+#: colour that transparent pixels are composited onto (RGB, 0..255)
+BACKGROUND = (255, 255, 255)
+
+
+@dataclass(frozen=True)
+class FolderIndex:
+    """The images found under ``root``, sorted by relative path, and their labels."""
+
+    root: Path
+    files: tuple[Path, ...]
+    labels: tuple[int, ...] | None  # None: a flat, unlabelled folder
+    classes: tuple[str, ...]
+
+
+def _is_image(name: str) -> bool:
+    return not name.startswith(".") and name.lower().endswith(IMAGE_EXTENSIONS)
+
+
+def _images_under(folder: Path) -> list[Path]:
+    """Image files anywhere below ``folder`` (hidden files and folders skipped), sorted."""
+    found: list[Path] = []
+    for dirpath, dirnames, filenames in os.walk(folder):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        found.extend(Path(dirpath) / f for f in filenames if _is_image(f))
+    return sorted(found, key=lambda p: p.relative_to(folder).as_posix())
+
+
+def _examples(paths: Sequence[Path], root: Path, k: int = 3) -> str:
+    names = [p.relative_to(root).as_posix() for p in paths[:k]]
+    more = f" and {len(paths) - k} more" if len(paths) > k else ""
+    return ", ".join(names) + more
+
+
+def scan_folder(root: str | Path) -> FolderIndex:
+    """Find the images of a folder and their classes; :class:`DataError` for a bad layout."""
+    root = Path(root)
+    if not root.exists():
+        raise DataError(f"{root}: no such file or directory")
+    if not root.is_dir():
+        raise DataError(f"{root}: not a folder (give a folder of images, optionally in class folders)")
+    try:
+        entries = sorted(os.scandir(root), key=lambda e: e.name)
+    except OSError as exc:
+        raise DataError(f"{root}: cannot list the folder ({exc.strerror or exc})") from None
+    visible = [e for e in entries if not e.name.startswith(".")]
+    if not visible:
+        raise DataError(f"{root}: the folder is empty")
+    subdirs = [Path(e.path) for e in visible if e.is_dir()]
+    loose = [Path(e.path) for e in visible if e.is_file() and _is_image(e.name)]
+    per_class = {d.name: _images_under(d) for d in subdirs}
+
+    if any(per_class.values()):
+        if loose:
+            raise DataError(
+                f"{root}: {len(loose)} image(s) lie beside the class folders "
+                f"({_examples(loose, root)}); move them into a class folder (or remove the "
+                "subfolders for an unlabelled set)"
+            )
+        for name, files in per_class.items():
+            if not files:
+                raise DataError(
+                    f"{root / name}: class folder holds no supported images "
+                    f"({', '.join(IMAGE_EXTENSIONS)})"
+                )
+        classes = tuple(sorted(per_class))
+        files, labels = [], []
+        for label, name in enumerate(classes):
+            files.extend(per_class[name])
+            labels.extend([label] * len(per_class[name]))
+        return FolderIndex(root, tuple(files), tuple(labels), classes)
+
+    files = _images_under(root)
+    if not files:
+        raise DataError(
+            f"{root}: no supported images found (looked for {', '.join(IMAGE_EXTENSIONS)}, "
+            "recursively)"
+        )
+    return FolderIndex(root, tuple(files), None, ())
+
+
+def load_image(path: str | Path, resolution: int, channels: int) -> np.ndarray:
+    """One image file as ``(channels, resolution, resolution)`` uint8 (see the module docstring)."""
+    from PIL import Image, ImageOps
+
+    path = Path(path)
+    try:
+        with Image.open(path) as im:
+            im.load()
+            im = ImageOps.exif_transpose(im)
+    except Image.DecompressionBombError as exc:
+        raise DataError(f"{path}: image too large to read ({_one_line(exc)})") from None
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+        raise DataError(f"{path}: cannot read the image ({_one_line(exc)})") from None
+    try:
+        im = _to_mode(im, "L" if channels == 1 else "RGB")
+        w, h = im.size
+        side = min(w, h)
+        left, top = (w - side) / 2, (h - side) / 2
+        im = im.resize(
+            (resolution, resolution),
+            Image.Resampling.LANCZOS,
+            box=(left, top, left + side, top + side),
+        )
+    except (OSError, ValueError) as exc:
+        raise DataError(f"{path}: cannot convert the image ({_one_line(exc)})") from None
+    arr = np.asarray(im, dtype=np.uint8)
+    return arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1)
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text
+
+
+def _to_mode(im: Any, mode: str) -> Any:
+    """Convert to ``"L"`` or ``"RGB"``, compositing any transparency onto :data:`BACKGROUND`."""
+    from PIL import Image
+
+    if im.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I"):
+        # 16-bit grayscale (PNG): scale to 8 bits instead of clipping at 255
+        arr = np.asarray(im, dtype=np.float64)
+        im = Image.fromarray(np.clip(arr / 257.0 + 0.5, 0, 255).astype(np.uint8), "L")
+    elif im.mode == "F":
+        arr = np.asarray(im, dtype=np.float64)
+        im = Image.fromarray(np.clip(arr + 0.5, 0, 255).astype(np.uint8), "L")
+    if im.mode in ("RGBA", "LA", "PA", "La", "RGBa") or "transparency" in im.info:
+        rgba = im.convert("RGBA")
+        base = Image.new("RGBA", rgba.size, (*BACKGROUND, 255))
+        im = Image.alpha_composite(base, rgba).convert("RGB")
+    if im.mode != mode:
+        im = im.convert(mode)
+    return im
+
+
+def folder_split_indices(
+    labels: Sequence[int] | None, n: int, test_fraction: float, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(train, test)`` indices: ``round(test_fraction * size)`` of each class to test."""
+    groups = np.zeros(n, dtype=np.int64) if labels is None else np.asarray(labels, dtype=np.int64)
+    rng = np.random.default_rng(seed)
+    test: list[np.ndarray] = []
+    for g in np.unique(groups):
+        members = np.flatnonzero(groups == g)
+        k = int(np.floor(test_fraction * len(members) + 0.5))
+        k = min(k, len(members) - 1)  # every class keeps a training image
+        test.append(members[rng.permutation(len(members))[:k]])
+    test_idx = np.sort(np.concatenate(test)) if test else np.zeros(0, dtype=np.int64)
+    train_idx = np.setdiff1d(np.arange(n), test_idx)
+    return train_idx, test_idx
+
+
+def build_folder(root: str | Path, data_config: Mapping[str, Any], split: str) -> TensorImageDataset:
+    """The ``split`` (``"train"`` or ``"test"``) of an image folder, deterministic."""
+    if split not in ("train", "test"):
+        raise ValueError(f"unknown split {split!r}; available: train, test")
+    resolution = int(data_config.get("resolution", 16))
+    channels = int(data_config.get("channels", 1))
+    test_fraction = float(data_config.get("test_fraction", 0.1))
+    seed = int(data_config.get("split_seed", 0))
+    if resolution < 1:
+        raise DataError(f"data.resolution = {resolution}: must be a positive number of pixels")
+    if channels not in (1, 3):
+        raise DataError(f"data.channels = {channels}: images have 1 (grayscale) or 3 (RGB) channels")
+    if not 0.0 <= test_fraction < 1.0:
+        raise DataError(f"data.test_fraction = {test_fraction}: must lie in [0, 1)")
+
+    index = scan_folder(root)
+    train_idx, test_idx = folder_split_indices(index.labels, len(index.files), test_fraction, seed)
+    idx = train_idx if split == "train" else test_idx
+    if len(idx) == 0:
+        raise DataError(
+            f"{index.root}: the test split is empty ({len(index.files)} images, "
+            f"data.test_fraction = {test_fraction} rounds to 0 per class); raise data.test_fraction"
+        )
+    images = np.stack([load_image(index.files[i], resolution, channels) for i in idx])
+    labels = None if index.labels is None else torch.tensor([index.labels[i] for i in idx])
+    dataset = TensorImageDataset(
+        torch.from_numpy(images),
+        labels,
+        hflip=bool(data_config.get("hflip", False)) and split == "train",
+        classes=index.classes if index.labels is not None else None,
+    )
+    dataset.files = tuple(index.files[i] for i in idx)  # type: ignore[attr-defined]
+    return dataset
