@@ -30,7 +30,7 @@ BUDGET_S=${BUDGET_S:-360}   # whole-script budget; every phase gets what is left
 IMAGES_S=${IMAGES_S:-100}   # kept for the images throughput phase
 E2E_S=90                    # kept for the end-to-end runs
 START=$(date +%s)
-export PIP_DISABLE_PIP_VERSION_CHECK=1
+export PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_DEFAULT_TIMEOUT=${PIP_DEFAULT_TIMEOUT:-10} PIP_RETRIES=${PIP_RETRIES:-1}
 
 left() { echo $(( BUDGET_S - ($(date +%s) - START) )); }
 phase() { echo; echo "== $* ($(left) s left)"; }

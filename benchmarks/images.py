@@ -533,6 +533,8 @@ def peer_train(args: argparse.Namespace) -> None:
         trainer.train()
     train_s = time.perf_counter() - t0
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # sampling is outside the budget: give it every core (250 network calls per sample)
+    torch.set_num_threads(args.sample_threads or os.cpu_count() or 1)
     ema = trainer.ema.ema_model.eval()
     t0 = time.perf_counter()
     samples = []
@@ -594,7 +596,8 @@ def quality(args: argparse.Namespace) -> dict[str, Any]:
     peer_cmd = [py, str(Path(__file__).resolve()), "--peer-train", "--peer-folder",
                 str(tmp / "digits"), "--peer-out", str(peer_dir), "--n", str(args.n),
                 "--threads", str(args.threads), "--device", args.device,
-                "--seed", str(args.seed), "--peer-lr", str(args.peer_lr)]  # fmt: skip
+                "--seed", str(args.seed), "--peer-lr", str(args.peer_lr),
+                "--sample-threads", str(args.sample_threads)]  # fmt: skip
     logs = {k: open(tmp / f"{k}.log", "w") for k in ("ours", "peer")}  # noqa: SIM115
     env = _env(args.threads)
     budget = None if args.budget == "auto" else float(args.budget)
@@ -878,6 +881,12 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--budget", default="auto",
                    help="quality: seconds of wall clock per training, or 'auto' (ours' default run)")  # fmt: skip
     p.add_argument("--n", type=int, default=500, help="quality: samples to score")
+    p.add_argument(
+        "--sample-threads",
+        type=int,
+        default=0,
+        help="quality: threads for the peer's sampling (outside the budget; 0 = all cores)",
+    )
     p.add_argument(
         "--peer-lr", type=float, default=PEER_QUALITY["lr"], help="quality: the peer's lr"
     )
