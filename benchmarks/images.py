@@ -316,9 +316,10 @@ def throughput(args: argparse.Namespace) -> dict[str, Any]:
 
     device = torch.device(args.device)
     bf16_ok = device.type != "cuda" or torch.cuda.is_bf16_supported()
-    settings = settings_for(
+    every = settings_for(
         "cuda" if args.cuda_settings else device.type, args.compile == "on", bf16_ok
     )
+    settings = {k: every[k] for k in args.settings}
     result: dict[str, Any] = {
         "device": _device_name(device),
         "torch": torch.__version__,
@@ -341,7 +342,7 @@ def throughput(args: argparse.Namespace) -> dict[str, Any]:
         contenders: list[Contender] = []
         for name in MODELS:
             if name == "ours":
-                groups = {settings["ours"]: ("documented", "ours")}
+                groups = {every["ours"]: tuple(settings)}
             else:
                 groups: dict[Setting, tuple[str, ...]] = {}
                 for sname, s in settings.items():
@@ -422,7 +423,16 @@ def throughput(args: argparse.Namespace) -> dict[str, Any]:
             "describe": {m: describe(m, cfg) for m in MODELS},
         }
         print_throughput(cname, result["configs"][cname])
+        if args.json:  # what is done so far, in case a later configuration runs out of time
+            key = result_key(args, device)
+            args.json.write_text(json.dumps({"throughput": {key: result}}, indent=1))
     return result
+
+
+def result_key(args: argparse.Namespace, device: Any) -> str:
+    """Where a throughput run lands in the docs: ``cpu``, ``cuda``, ``cuda-compile``, ..."""
+    key = device.type + ("-cuda-settings" if args.cuda_settings else "")
+    return key + ("-compile" if args.compile == "on" else "")
 
 
 def _device_name(device: Any) -> str:
@@ -875,6 +885,8 @@ def main(argv: list[str] | None = None) -> None:
     )
     p.add_argument("--compile", choices=("off", "on"), default="off",
                    help="torch.compile under the 'ours' setting (our trainer's train.compile)")  # fmt: skip
+    p.add_argument("--settings", default="documented,ours",
+                   help="peer settings to run: documented, ours or both")  # fmt: skip
     p.add_argument("--cuda-settings", action="store_true",
                    help="use the CUDA settings (fp16+GradScaler / bf16, channels-last, fused AdamW) "
                         "on this device: checks those code paths on a CPU")  # fmt: skip
@@ -901,6 +913,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--peer-out", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     args.configs = [c.strip() for c in args.configs.split(",") if c.strip()]
+    args.settings = [c.strip() for c in args.settings.split(",") if c.strip()]
+    if not args.settings or set(args.settings) - {"documented", "ours"}:
+        p.error("--settings: documented, ours or documented,ours")
     for c in args.configs:
         if c not in CONFIGS:
             p.error(f"--configs: unknown {c!r} (available: {', '.join(CONFIGS)})")
@@ -930,7 +945,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.part in ("throughput", "all"):
         res = throughput(args)
         res["command"] = command.strip()
-        key = torch.device(args.device).type + ("-cuda-settings" if args.cuda_settings else "")
+        key = result_key(args, torch.device(args.device))
         new["throughput"] = {key: res}
     if args.part in ("quality", "all"):
         new["quality"] = quality(args)
