@@ -119,6 +119,11 @@ class ImagesModality(Modality):
 
         return write_samples(samples, out_dir, mask=mask, cond=cond, prefix=prefix)
 
+    def sample_layout(self, config: Mapping[str, Any], n: int, generator: Any):
+        from polydiff_images.layout import stratified_layout
+
+        return stratified_layout(self, config, n, generator)
+
     def read_state(self, path: Path, config: Mapping[str, Any]):
         from polydiff_images.inputs import read_image
 
