@@ -33,11 +33,11 @@ def _data_config(config: Mapping[str, Any]) -> tuple[int, int]:
 
 def read_image(path: Path, config: Mapping[str, Any]) -> Tensor:
     """One image file as ``(C, H, W)`` float32 in [-1, 1], preprocessed like the training data."""
+    from polydiff_images.data import to_float
     from polydiff_images.folder import load_image
 
     resolution, channels = _data_config(config)
-    pixels = torch.from_numpy(load_image(Path(path), resolution, channels).copy())
-    return pixels.float().div(127.5).sub(1.0)
+    return to_float(torch.from_numpy(load_image(Path(path), resolution, channels).copy()))
 
 
 def preset_mask(name: str, resolution: int) -> Tensor:
