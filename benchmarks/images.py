@@ -872,6 +872,19 @@ def make_plot(data: dict[str, Any], path: Path) -> None:
 
 
 # --- main -----------------------------------------------------------------------------------------
+def _shown_args(argv: list[str]) -> list[str]:
+    """The command line as the docs show it: without --write, --json FILE, --load FILE."""
+    out, skip = [], False
+    for a in argv:
+        if skip:
+            skip = False
+        elif a in ("--json", "--load"):
+            skip = True
+        elif a != "--write" and not a.startswith(("--json=", "--load=")):
+            out.append(a)
+    return out
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--part", choices=("throughput", "quality", "all", "none"), default="throughput")
@@ -934,14 +947,15 @@ def main(argv: list[str] | None = None) -> None:
     new: dict[str, Any] = {}
     for path in args.load:
         loaded = json.loads(path.read_text())
+        for res in loaded.get("throughput", {}).values():
+            words = str(res.get("command", "")).split()[2:]
+            res["command"] = " ".join(["python benchmarks/images.py", *_shown_args(words)])
         new.setdefault("throughput", {}).update(loaded.get("throughput", {}))
         if "quality" in loaded:
             new["quality"] = loaded["quality"]
     if args.load:
         args.part = "none"
-    command = "python benchmarks/images.py " + " ".join(
-        a for a in (argv or sys.argv[1:]) if a != "--write"
-    )
+    command = "python benchmarks/images.py " + " ".join(_shown_args(argv or sys.argv[1:]))
     if args.part in ("throughput", "all"):
         res = throughput(args)
         res["command"] = command.strip()
