@@ -19,7 +19,8 @@
 # (diffusers, denoising-diffusion-pytorch and ema-pytorch in .whl/; torchvision matching the
 # machine's torch, huggingface-hub, requests and their dependencies in .whl/extra/).
 # IMAGES_JSON=FILE keeps the images results (render them with
-# `python benchmarks/images.py --load FILE --write`).
+# `python benchmarks/images.py --load FILE --write`); IMAGES_COMPILE=1 adds a torch.compile run of
+# the 16x16 comparison (about 3 more minutes; results in FILE.compile.json).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
@@ -119,6 +120,15 @@ if [[ " $MODALITIES " == *" images "* ]]; then
       --part throughput --device cuda --rounds 8 --round-seconds 0.3 --warmup 5 \
       --json "${IMAGES_JSON:-$RUN/images_cuda.json}" \
       || { echo "gpu_check: images throughput comparison failed"; rc=1; }
+    if [ "${IMAGES_COMPILE:-0}" = 1 ]; then
+      # torch.compile on every contender under our settings: ~3 min of compilation for 16x16
+      BUDGET_S=$(( BUDGET_S + 200 ))
+      PYTHONPATH="$PEERS_PP" run_for $(( $(left) - E2E_S )) "$PYTHON" benchmarks/images.py \
+        --part throughput --device cuda --compile on --settings ours --configs 16x16x1 \
+        --rounds 6 --round-seconds 0.3 --warmup 3 \
+        --json "${IMAGES_JSON:-$RUN/images_cuda.json}.compile.json" \
+        || { echo "gpu_check: images compiled throughput comparison failed"; rc=1; }
+    fi
   else
     tail -n 3 /tmp/peers_err.txt
     echo "gpu_check: diffusers / denoising-diffusion-pytorch not importable (no internet? carry"
