@@ -23,10 +23,13 @@ __all__ = ["DEFAULT_CONFIG", "ImagesModality", "modality"]
 #: 64-sample grid shows recognisable digits; see README.md for the measurements.
 DEFAULT_CONFIG: dict[str, dict[str, Any]] = {
     "data": {
-        "dataset": "digits",  # built-in: digits (16x16 gray), shapes (32x32 RGB: set both below)
+        "dataset": "digits",  # built-in: digits (16x16 gray), shapes (32x32 RGB)
         "path": "",  # a folder of images (--data PATH); overrides `dataset` when set
-        "resolution": 16,  # every source is served at this size (square) ...
-        "channels": 1,  # ... and channel count (1 grayscale, 3 RGB)
+        # Every source is served at this size (square) and channel count (1 gray, 3 RGB); 0 =
+        # auto, the source's own: digits 16 and 1, shapes 32 and 3, a folder 32 and 1 when all
+        # its images are stored grayscale, else 3 (polydiff_images.data.resolve_data_config).
+        "resolution": 0,
+        "channels": 0,
         "test_size": 297,  # digits: images held out for the test split
         "test_fraction": 0.1,  # folders: share of each class held out for the test split
         "split_seed": 0,  # digits and folders: which images are held out
@@ -77,6 +80,8 @@ class ImagesModality(Modality):
         return copy.deepcopy(DEFAULT_CONFIG)
 
     def build_dataset(self, source: str | Path, config: Mapping[str, Any], split: str):
+        """The ``split`` of a built-in or a folder; each builder resolves ``data.resolution`` and
+        ``data.channels`` with :func:`polydiff_images.data.resolve_data_config`."""
         data_cfg = dict(DEFAULT_CONFIG["data"])
         data_cfg.update(config.get("data") or {})
         if str(source) == "digits":
@@ -98,10 +103,11 @@ class ImagesModality(Modality):
         return build_folder(path, data_cfg, split)
 
     def build_network(self, config: Mapping[str, Any]):
+        """The U-Net, its input channels resolved like the data's (auto reads a folder's modes)."""
+        from polydiff_images.data import resolve_data_config
         from polydiff_images.unet import build_unet
 
-        data_cfg = config.get("data") or {}
-        channels = int(data_cfg.get("channels", DEFAULT_CONFIG["data"]["channels"]))
+        channels = int(resolve_data_config(config.get("data") or {})["channels"])
         model_cfg = dict(DEFAULT_CONFIG["model"])
         model_cfg.update(config.get("model") or {})
         return build_unet(model_cfg, in_channels=channels)

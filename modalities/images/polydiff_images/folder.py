@@ -19,6 +19,15 @@ luma, 3: RGB), with transparency (RGBA, LA, palette or colour-key transparency) 
 "shorter side to the resolution, then centre crop" done in one resampling step with an exact,
 sub-pixel centre. The images are decoded once and kept in memory as uint8.
 
+Auto size (``0``, the default of both keys; see
+:func:`~polydiff_images.data.resolve_data_config`): ``data.resolution`` becomes 32 and
+``data.channels`` 1 when every image of the folder (both splits) is *stored* grayscale — PIL modes
+``1``, ``L``, ``LA``, ``I``, ``I;16`` and ``F`` (:data:`GRAYSCALE_MODES`) — else 3. Only the file
+headers are read for that (:func:`folder_channels`, cached per file list and modification times);
+palette images (mode ``P``) and RGB files of gray pixels count as colour. Adding a colour image to
+an all-gray folder therefore changes the channels of a run that left ``data.channels`` at 0: set it
+to pin them.
+
 Split: ``data.test_fraction`` (default 0.1) of each class goes to ``test`` (rounded per class;
 all images count as one class in a flat folder), chosen by a permutation seeded with
 ``data.split_seed``; the rest is ``train``. ``data.test_fraction = 0`` uses everything for
@@ -31,6 +40,7 @@ names the file or folder.
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -41,13 +51,15 @@ import numpy as np
 import torch
 
 from polydiff.protocol import DataError
-from polydiff_images.data import TensorImageDataset
+from polydiff_images.data import TensorImageDataset, resolve_data_config
 
 __all__ = [
     "BACKGROUND",
     "IMAGE_EXTENSIONS",
+    "GRAYSCALE_MODES",
     "FolderIndex",
     "build_folder",
+    "folder_channels",
     "folder_split_indices",
     "load_image",
     "scan_folder",
@@ -57,6 +69,9 @@ __all__ = [
 IMAGE_EXTENSIONS = (".bmp", ".jpeg", ".jpg", ".png", ".webp")
 #: colour that transparent pixels are composited onto (RGB, 0..255)
 BACKGROUND = (255, 255, 255)
+#: PIL modes of images stored grayscale (alpha or bit depth aside): auto ``data.channels`` is 1
+#: when every image of a folder has one of them
+GRAYSCALE_MODES = frozenset({"1", "L", "LA", "La", "I", "I;16", "I;16L", "I;16B", "I;16N", "F"})
 
 
 @dataclass(frozen=True)
@@ -135,6 +150,40 @@ def scan_folder(root: str | Path) -> FolderIndex:
     return FolderIndex(root, tuple(files), None, ())
 
 
+def folder_channels(index: FolderIndex) -> int:
+    """1 when every image of the folder is stored grayscale (:data:`GRAYSCALE_MODES`), else 3.
+
+    Reads only the file headers (PIL opens lazily), stops at the first colour image, and caches
+    the answer per file list and the files' sizes and modification times, so the train split, the
+    test split and the network (all resolving ``data.channels = 0``) read them once.
+    """
+    stamps = []
+    for path in index.files:
+        try:
+            st = path.stat()
+        except OSError as exc:
+            raise DataError(f"{path}: cannot read the image ({exc.strerror or exc})") from None
+        stamps.append((str(path), st.st_mtime_ns, st.st_size))
+    return _channels_of(tuple(stamps))
+
+
+@functools.lru_cache(maxsize=16)
+def _channels_of(stamps: tuple[tuple[str, int, int], ...]) -> int:
+    from PIL import Image
+
+    for name, _, _ in stamps:
+        try:
+            with Image.open(name) as im:  # the header only: no pixels are decoded
+                mode = im.mode
+        except Image.DecompressionBombError as exc:
+            raise DataError(f"{name}: image too large to read ({_one_line(exc)})") from None
+        except (OSError, SyntaxError, ValueError, EOFError) as exc:
+            raise DataError(f"{name}: cannot read the image ({_one_line(exc)})") from None
+        if mode not in GRAYSCALE_MODES:
+            return 3
+    return 1
+
+
 def load_image(path: str | Path, resolution: int, channels: int) -> np.ndarray:
     """One image file as ``(channels, resolution, resolution)`` uint8 (see the module docstring)."""
     from PIL import Image, ImageOps
@@ -207,21 +256,21 @@ def folder_split_indices(
 
 
 def build_folder(root: str | Path, data_config: Mapping[str, Any], split: str) -> TensorImageDataset:
-    """The ``split`` (``"train"`` or ``"test"``) of an image folder, deterministic."""
+    """The ``split`` (``"train"`` or ``"test"``) of an image folder, deterministic.
+
+    Sized by :func:`~polydiff_images.data.resolve_data_config` (auto: 32 px, channels from the
+    files' modes, see the module docstring).
+    """
     if split not in ("train", "test"):
         raise ValueError(f"unknown split {split!r}; available: train, test")
-    resolution = int(data_config.get("resolution", 16))
-    channels = int(data_config.get("channels", 1))
     test_fraction = float(data_config.get("test_fraction", 0.1))
     seed = int(data_config.get("split_seed", 0))
-    if resolution < 1:
-        raise DataError(f"data.resolution = {resolution}: must be a positive number of pixels")
-    if channels not in (1, 3):
-        raise DataError(f"data.channels = {channels}: images have 1 (grayscale) or 3 (RGB) channels")
     if not 0.0 <= test_fraction < 1.0:
         raise DataError(f"data.test_fraction = {test_fraction}: must lie in [0, 1)")
 
     index = scan_folder(root)
+    data = resolve_data_config(data_config, str(root), index=index)
+    resolution, channels = int(data["resolution"]), int(data["channels"])
     train_idx, test_idx = folder_split_indices(index.labels, len(index.files), test_fraction, seed)
     idx = train_idx if split == "train" else test_idx
     if len(idx) == 0:

@@ -24,10 +24,10 @@ PRESETS = ("left", "right", "top", "bottom", "center", "border")
 
 
 def _data_config(config: Mapping[str, Any]) -> tuple[int, int]:
-    from polydiff_images import DEFAULT_CONFIG
+    """``(resolution, channels)`` of the run's data, auto values resolved like training's."""
+    from polydiff_images.data import resolve_data_config
 
-    data = dict(DEFAULT_CONFIG["data"])
-    data.update(config.get("data") or {})
+    data = resolve_data_config(config.get("data") or {})
     return int(data["resolution"]), int(data["channels"])
 
 

@@ -7,10 +7,12 @@ PIL at 4x the resolution and box-filtered down (anti-aliased edges). Labels are 
 
 The set is fixed: ``train`` holds :data:`SHAPES_TRAIN` images drawn from seed 0, ``test``
 :data:`SHAPES_TEST` from seed 1 (``data.test_size`` and ``data.split_seed`` apply to ``digits``
-and folders, not here). It is drawn at ``data.resolution`` with ``data.channels`` (1: grayscale
-luma of the colours), so any size works; the reference classifier and its metrics need the
-native 32x32 RGB (``data.resolution = 32``, ``data.channels = 3``). :func:`render_shapes` draws
-any number of images from any seed; the same arguments give identical tensors.
+and folders, not here). It is drawn at its native 32x32 RGB when ``data.resolution`` and
+``data.channels`` are 0 (auto, the defaults), else at the size and channels they give (1:
+grayscale luma of the colours; any resolution from 8 up), see
+:func:`~polydiff_images.data.resolve_data_config`. The reference classifier and its metrics need
+the native size. :func:`render_shapes` draws any number of images from any seed; the same
+arguments give identical tensors.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from polydiff_images.data import TensorImageDataset
+from polydiff_images.data import TensorImageDataset, resolve_data_config
 
 __all__ = [
     "SHAPE_CLASSES",
@@ -169,8 +171,8 @@ def build_shapes(data_config: Mapping[str, Any], split: str) -> TensorImageDatas
     """The ``shapes`` data set for ``split`` (``"train"`` or ``"test"``), deterministic."""
     if split not in SHAPES_SEEDS:
         raise ValueError(f"unknown split {split!r}; available: train, test")
-    resolution = int(data_config.get("resolution", SHAPES_RESOLUTION))
-    channels = int(data_config.get("channels", SHAPES_CHANNELS))
+    data_config = resolve_data_config(data_config, "shapes")
+    resolution, channels = int(data_config["resolution"]), int(data_config["channels"])
     n = SHAPES_TRAIN if split == "train" else SHAPES_TEST
     images, labels = _cached(n, SHAPES_SEEDS[split], resolution, channels)
     return TensorImageDataset(

@@ -76,7 +76,7 @@ def test_flat_folder_is_unlabelled(tmp_path):
     assert len(ds) == 2 and ds.labels is None and ds.classes is None
     assert set(ds[0]) == {"x"}
     batch = modality.collate([ds[0], ds[1]])
-    assert batch.x.shape == (2, 1, 16, 16) and batch.cond == {}
+    assert batch.x.shape == (2, 3, 32, 32) and batch.cond == {}  # auto: an RGB file -> 3
 
 
 # --- decoding, colour, resizing ----------------------------------------------------------------

@@ -33,7 +33,7 @@ def test_modality_satisfies_contract():
 def test_default_config_sections():
     cfg = polydiff_images.modality.default_config()
     assert cfg["data"]["dataset"] == "digits"
-    assert cfg["data"]["resolution"] == 16
+    assert cfg["data"]["resolution"] == 0  # auto: each source's natural size
     for key in ("steps", "batch_size", "lr", "ema_decay"):
         assert key in cfg["train"]
     assert cfg["sample"]["sampler"] == "heun"
@@ -41,7 +41,7 @@ def test_default_config_sections():
     assert cfg["model"]["num_classes"] == 0
     # a copy each time: callers may mutate it
     cfg["data"]["resolution"] = 99
-    assert polydiff_images.modality.default_config()["data"]["resolution"] == 16
+    assert polydiff_images.modality.default_config()["data"]["resolution"] == 0
 
 
 def test_entry_point_registered():

@@ -55,7 +55,7 @@ def test_same_config_same_tensors(test_split):
 def test_other_resolution_and_grayscale():
     x, labels = render_shapes(12, seed=0, resolution=16, channels=1)
     assert x.shape == (12, 1, 16, 16) and torch.bincount(labels).tolist() == [2] * 6
-    ds = modality.build_dataset("shapes", modality.default_config(), "test")  # digits' 16 px, gray
+    ds = modality.build_dataset("shapes", shapes_cfg(resolution=16, channels=1), "test")
     assert ds[0]["x"].shape == (1, 16, 16)
     with pytest.raises(ValueError, match="resolution"):
         render_shapes(4, seed=0, resolution=4)
