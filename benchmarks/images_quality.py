@@ -11,7 +11,8 @@ Scores, with the shipped digits classifier (see ``polydiff_images.evaluation``):
   no guidance): classifier Fréchet distance, class-coverage TV, share confidently classified,
   precision / recall; real train digits scored the same way give the floor;
 - **inpainting**: every held-out (test split) digit with its left half regenerated (the core's
-  imputation with the run's RePaint rounds, null class, no guidance); the share whose completion
+  imputation with the run's inpainting sampler, reconstruction guidance and RePaint rounds, null
+  class); the share whose completion
   the classifier assigns the digit's true class, beside the classifier on the complete digits
   (the ceiling) and on the right halves alone, the left half blank (what inpainting starts from).
 """
@@ -79,15 +80,19 @@ def inpainting(run: Any, limit: int | None, batch: int = 100) -> dict:
     keep = preset_mask("left", images.shape[-1]).expand_as(images[0])
     sc = cfg["sample"]
     rounds = int(sc.get("imputation_resample", 1))
+    weight = float(sc.get("imputation_guidance", 0.0))
+    sampler = sc.get("inpaint_sampler") or sc["sampler"]
+    steps = int(sc.get("inpaint_steps") or sc["steps"])
     done = []
     t0 = time.perf_counter()
     for start in range(0, len(images), batch):
         values = images[start : start + batch]
         m = len(values)
         x, _, _ = generate(
-            run.plugin, cfg, run.denoiser, n=m, sampler=sc["sampler"], steps=int(sc["steps"]),
+            run.plugin, cfg, run.denoiser, n=m, sampler=sampler, steps=steps,
             seed=int(sc["seed"]) + start, cond={"label": torch.full((m,), -1)}, guidance=1.0,
             known=(values, keep.expand_as(values)), imputation_resample=rounds,
+            imputation_guidance=weight,
         )
         done.append(x)
     seconds = time.perf_counter() - t0
@@ -100,7 +105,9 @@ def inpainting(run: Any, limit: int | None, batch: int = 100) -> dict:
     blank = torch.where(keep.bool(), images, torch.full_like(images, -1.0))
     return {
         "n": len(images),
+        "sampler": f"{sampler} {steps}",
         "resample": rounds,
+        "guidance_weight": weight,
         "accuracy": accuracy(filled),
         "accuracy_complete": accuracy(images),
         "accuracy_right_half_only": accuracy(blank),
@@ -131,7 +138,8 @@ def markdown(result: dict) -> str:
     lines += [
         "",
         f"Inpainting, left half of {inp['n']} held-out digits regenerated "
-        f"({inp['resample']} RePaint rounds, {inp['seconds']} s): the classifier finds the true "
+        f"({inp['sampler']} steps, reconstruction guidance {inp['guidance_weight']:g}, "
+        f"{inp['resample']} RePaint round(s), {inp['seconds']} s): the classifier finds the true "
         f"class in **{inp['accuracy']:.1%}** of the completions (target ≥ 80 %); on the complete "
         f"digits {inp['accuracy_complete']:.1%}, on the right halves alone "
         f"{inp['accuracy_right_half_only']:.1%}.",

@@ -71,6 +71,9 @@ CORE_DEFAULTS: Config = {
         "seed": 0,
         "guidance": 1.0,  # classifier-free guidance scale (1: the plain conditional model)
         "imputation_resample": 1,  # RePaint rounds per step when inpainting / imputing
+        "imputation_guidance": 0.0,  # reconstruction-guidance weight when inpainting (0: off)
+        "inpaint_sampler": "",  # sampler for --inpaint ("": the sampler above)
+        "inpaint_steps": 0,  # steps for --inpaint (0: the steps above)
     },
 }
 

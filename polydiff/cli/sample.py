@@ -42,6 +42,11 @@ def sample_command(
     resample: Annotated[
         int | None, typer.Option(min=1, help="RePaint rounds per step when inpainting.")
     ] = None,
+    recon_guidance: Annotated[
+        float | None,
+        typer.Option("--recon-guidance", min=0.0,
+                     help="Reconstruction-guidance weight when inpainting (0: replacement only)."),
+    ] = None,
     out: Annotated[Path | None, typer.Option(help="Output folder (default RUN_DIR/samples/...).")] = None,
     seed: Annotated[int | None, typer.Option(help="Random seed.")] = None,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
@@ -62,9 +67,11 @@ def sample_command(
         cfg, name = read_record(run_dir)
         plugin = get_registry().load(name)
         sc = cfg["sample"]
-        sampler = sampler or sc["sampler"]
+        task_sampler = (sc.get("inpaint_sampler") if inpaint is not None else "") or sc["sampler"]
+        task_steps = (sc.get("inpaint_steps") if inpaint is not None else 0) or sc["steps"]
+        sampler = sampler or task_sampler
         check_sampler(sampler)
-        steps = steps or int(sc["steps"])
+        steps = steps or int(task_steps)
         n = n or int(sc["n"])
         if mask is not None and inpaint is None:
             raise fail("--mask needs --inpaint IMAGE")
@@ -82,8 +89,9 @@ def sample_command(
             options["cond"] = {LABEL: class_labels("none", plugin, cfg, n)}
         if known is not None:
             options["known"] = tuple(t.to(run.device) for t in known)
-            options["imputation_resample"] = int(
-                resample or sc.get("imputation_resample", 1)
+            options["imputation_resample"] = int(resample or sc.get("imputation_resample", 1))
+            options["imputation_guidance"] = float(
+                sc.get("imputation_guidance", 0.0) if recon_guidance is None else recon_guidance
             )
         task = "inpaint" if known is not None else sampler
         out_dir = out or run_dir / "samples" / f"{task}-{steps}"

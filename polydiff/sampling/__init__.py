@@ -65,6 +65,7 @@ def run_sampler(
     known: tuple[State, Mask] | None = None,
     imputation_resample: int = 1,
     imputation_jump: int = 1,
+    imputation_guidance: float = 0.0,
     denoise_final: bool = True,
     **options: Any,
 ) -> SampleResult:
@@ -86,6 +87,8 @@ def run_sampler(
             ``imputation_jump`` steps runs that many times, renoised back to the block's first level
             in between (Lugmayr et al. 2022). Each block is its own grid, so multistep solvers
             restart their history per block.
+        imputation_guidance: weight of reconstruction guidance on the unknown entries (0: off;
+            Ho et al. 2022), see :func:`polydiff.guidance.reconstruction_guided`.
         denoise_final: True: the last step goes to sigma = 0 and returns D. False: sampling stops at
             the smallest nonzero level and returns the noisy state there.
         options: passed to the sampler (``eta``, ``s_churn``, ``order``, ``rtol`` ...).
@@ -129,15 +132,19 @@ def run_sampler(
 
     model = flat_denoiser
     if known is not None:
-        from polydiff.guidance import replacement_denoiser
+        from polydiff.guidance import reconstruction_guided, replacement_denoiser
 
         values, known_mask = known
         flat_values, _ = pack(values)
         flat_known = pack_mask(known_mask, values)
         flat_known = torch.ones_like(flat) if flat_known is None else flat_known
+        if imputation_guidance > 0:
+            model = reconstruction_guided(
+                flat_denoiser, flat_values.to(flat), flat_known, imputation_guidance
+            )
         # deterministic solvers see one fixed noise draw on the known entries, stochastic ones fresh
         eps = draw if spec.stochastic or imputation_resample > 1 else pack(noise)[0]
-        model = replacement_denoiser(flat_denoiser, flat_values.to(flat), flat_known, eps)
+        model = replacement_denoiser(model, flat_values.to(flat), flat_known, eps)
 
     if imputation_resample < 1 or imputation_jump < 1:
         raise ValueError("imputation_resample and imputation_jump must be >= 1")
