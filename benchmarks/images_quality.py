@@ -191,7 +191,7 @@ def main() -> None:
     meta.update(run_dir=str(run_dir), n=args.n, sampler=sc["sampler"], steps=sc["steps"],
                 guidance=sc.get("guidance", 1.0))
     result: dict[str, Any] = {"meta": meta, "default": sample_metrics(run, args.n)}
-    if int(run.config["model"].get("num_classes", 0) or 0) > 0:
+    if int(getattr(run.denoiser.net, "num_classes", 0)) > 0:
         result["unconditional"] = sample_metrics(
             run, args.n, cond={"label": torch.full((args.n,), -1)}, guidance=1.0
         )

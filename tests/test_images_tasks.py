@@ -138,5 +138,5 @@ def test_evaluate_with_class_and_guidance(run_dir):
         app, ["evaluate", str(run_dir), "--n", "12", "--steps", "2", "--class", "none", "--guidance", "1"]
     )
     assert result.exit_code == 0, result.output
-    report = json.loads((run_dir / "eval" / "heun-2-classnone.json").read_text())
+    report = json.loads((run_dir / "eval" / "heun-2-classnone-w1.json").read_text())
     assert report["class"] == "none" and report["metrics"]["quality"]["n_samples"] == 12

@@ -74,7 +74,7 @@ def evaluate_command(
     """
     with user_errors():
         from polydiff.cli.runs import check_sampler, load_denoiser, read_record, sample_run, to_cpu
-        from polydiff.cli.tasks import LABEL, class_labels
+        from polydiff.cli.tasks import LABEL, class_labels, network_classes
 
         cfg, name = read_record(run_dir)
         from polydiff.registry import get_registry
@@ -90,19 +90,19 @@ def evaluate_command(
         seed = int(sc.get("seed", 0)) if seed is None else seed
         schedule = str(sc.get("schedule", "default"))
         guidance = float(sc.get("guidance", 1.0)) if guidance is None else guidance
-        labels = class_labels(class_, plugin, cfg, n)
         if features:
             from polydiff.metrics import load_feature_extractor
 
             load_feature_extractor(features)  # a bad name fails before sampling
-        options: dict[str, Any] = {"guidance": guidance}
-        if labels is not None:
-            options["cond"] = {LABEL: labels}
 
         from polydiff.checkpoint import atomic_write_text
         from polydiff.metrics import evaluate_samples
 
         run = load_denoiser(run_dir, plugin, cfg, device=device)
+        labels = class_labels(class_, plugin, network_classes(run), n)
+        options: dict[str, Any] = {"guidance": guidance}
+        if labels is not None:
+            options["cond"] = {LABEL: labels}
         ckpt, meta = run.checkpoint, run.meta
         t0 = time.perf_counter()
         x, layout, nfe = sample_run(
@@ -121,7 +121,7 @@ def evaluate_command(
         t_metrics = time.perf_counter() - t0
 
         task = "" if class_ is None else f"-class{class_.replace(',', '_')}"
-        task += "" if guidance == 1.0 else f"-w{guidance:g}"
+        task += "" if guidance == float(sc.get("guidance", 1.0)) else f"-w{guidance:g}"
         out = run_dir / "eval" / f"{sampler}-{steps}{task}.json"
         report = {
             "run_dir": str(run_dir),

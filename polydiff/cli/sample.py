@@ -61,7 +61,7 @@ def sample_command(
     with user_errors():
         from polydiff.cli.common import fail
         from polydiff.cli.runs import check_sampler, load_denoiser, read_record, sample_run, to_cpu
-        from polydiff.cli.tasks import LABEL, class_labels, inpainting_inputs
+        from polydiff.cli.tasks import LABEL, class_labels, inpainting_inputs, network_classes
         from polydiff.registry import get_registry
 
         cfg, name = read_record(run_dir)
@@ -75,18 +75,18 @@ def sample_command(
         n = n or int(sc["n"])
         if mask is not None and inpaint is None:
             raise fail("--mask needs --inpaint IMAGE")
-        labels = class_labels(class_, plugin, cfg, n)
         known = None if inpaint is None else inpainting_inputs(inpaint, mask, plugin, cfg, n)
 
         run = load_denoiser(
             run_dir, plugin, cfg, checkpoint=checkpoint, device=device, ema=not raw_weights
         )
+        labels = class_labels(class_, plugin, network_classes(run), n)
         options = {"guidance": guidance}
         if labels is not None:
             options["cond"] = {LABEL: labels}
         elif known is not None and LABEL in (getattr(plugin, "conditions", ()) or ()):
             # the class of an input to complete is unknown: the unconditional model by default
-            options["cond"] = {LABEL: class_labels("none", plugin, cfg, n)}
+            options["cond"] = {LABEL: class_labels("none", plugin, 0, n)}
         if known is not None:
             options["known"] = tuple(t.to(run.device) for t in known)
             options["imputation_resample"] = int(resample or sc.get("imputation_resample", 1))
@@ -112,6 +112,6 @@ def sample_command(
                 to_cpu(x), out_dir, mask=to_cpu(layout.mask), cond=layout.cond
             )
     console.print(f"[bold green]wrote[/] {len(written)} files to {out_dir} ({nfe} network evaluations)",
-                  highlight=False)
+                  highlight=False, soft_wrap=True)
     if written:
-        console.print(f"  {written[0]}", highlight=False)
+        console.print(f"  {written[0]}", highlight=False, soft_wrap=True)

@@ -11,11 +11,12 @@ from polydiff.cli.common import fail
 LABEL = "label"
 
 
-def class_labels(spec: str | None, plugin: Any, config: dict[str, Any], n: int) -> Any:
+def class_labels(spec: str | None, plugin: Any, num_classes: int, n: int) -> Any:
     """The ``label`` condition for ``n`` samples, or ``None`` to keep the data's class balance.
 
     ``spec``: ``None`` / ``"data"`` (labels drawn like the training data), ``"none"`` (the null
     class: the unconditional model), or integers separated by commas, used in turn.
+    ``num_classes`` is the network's (its ``num_classes`` attribute; 0: unconditional).
     """
     if spec is None or spec.strip().lower() == "data":
         return None
@@ -23,7 +24,6 @@ def class_labels(spec: str | None, plugin: Any, config: dict[str, Any], n: int) 
 
     if LABEL not in (getattr(plugin, "conditions", ()) or ()):
         raise fail(f"--class: the {plugin.name} modality takes no class label")
-    num_classes = int((config.get("model") or {}).get("num_classes", 0) or 0)
     if spec.strip().lower() == "none":
         return torch.full((n,), -1, dtype=torch.long)
     try:
@@ -33,11 +33,16 @@ def class_labels(spec: str | None, plugin: Any, config: dict[str, Any], n: int) 
     if not values:
         raise fail(f"--class {spec}: no class given")
     if num_classes <= 0:
-        raise fail("--class: this run's model is unconditional (model.num_classes = 0)")
+        raise fail("--class: this run's model is unconditional (trained without class labels)")
     bad = [v for v in values if not 0 <= v < num_classes]
     if bad:
         raise fail(f"--class {bad[0]}: out of range; this model has classes 0..{num_classes - 1}")
     return torch.tensor([values[i % len(values)] for i in range(n)], dtype=torch.long)
+
+
+def network_classes(run: Any) -> int:
+    """The class count of a loaded run's network (0 when it takes no label)."""
+    return int(getattr(getattr(run.denoiser, "net", None), "num_classes", 0) or 0)
 
 
 def inpainting_inputs(

@@ -43,7 +43,9 @@ DEFAULT_CONFIG: dict[str, dict[str, Any]] = {
         "attention_head_dim": 32,
         "norm_groups": 8,
         "dropout": 0.0,
-        "num_classes": 0,
+        # -1 = the data's class count (digits 10, shapes 6, a folder its class folders, 0 when
+        # flat): a class-conditional U-Net with a null class; 0 = unconditional
+        "num_classes": -1,
     },
     "train": {
         "steps": 1800,
@@ -60,8 +62,24 @@ DEFAULT_CONFIG: dict[str, dict[str, Any]] = {
         # on an idle 2-core machine, while any other busy process makes OpenMP's spinning threads
         # 3-10x slower than one thread (measured; see README.md).
         "threads": 1,
+        # labels are withheld from 30 % of the items, so the same network also learns the
+        # unconditional model (guidance, inpainting); measured against 15 %: the same
+        # conditional quality, unconditional FD 4.3 instead of 6.3 (docs/benchmarks.md)
+        "cond_dropout": 0.3,
     },
-    "sample": {"sampler": "heun", "steps": 18, "n": 64},
+    "sample": {
+        "sampler": "heun",
+        "steps": 18,
+        "n": 64,
+        # mild classifier-free guidance: at 1.3 FD is as low as without (1.74 vs 1.89) while the
+        # share of confidently classified samples rises from 0.92 to 0.95; at 2 FD doubles
+        "guidance": 1.3,
+        # inpainting: ancestral DDPM steps with reconstruction guidance restore the right class of
+        # 86 % of half-masked test digits, against 54 % for plain replacement with Heun
+        "inpaint_sampler": "ddpm",
+        "inpaint_steps": 30,
+        "imputation_guidance": 30.0,
+    },
 }
 
 
@@ -107,9 +125,14 @@ class ImagesModality(Modality):
         from polydiff_images.data import resolve_data_config
         from polydiff_images.unet import build_unet
 
-        channels = int(resolve_data_config(config.get("data") or {})["channels"])
+        data_cfg = config.get("data") or {}
+        channels = int(resolve_data_config(data_cfg)["channels"])
         model_cfg = dict(DEFAULT_CONFIG["model"])
         model_cfg.update(config.get("model") or {})
+        if int(model_cfg.get("num_classes", 0)) < 0:
+            from polydiff_images.data import data_classes
+
+            model_cfg["num_classes"] = data_classes({**DEFAULT_CONFIG["data"], **data_cfg})
         return build_unet(model_cfg, in_channels=channels)
 
     def write_samples(

@@ -211,3 +211,19 @@ def build_digits(data_config: Mapping[str, Any], split: str) -> TensorImageDatas
         hflip=hflip,
         classes=[str(d) for d in range(DIGITS_CLASSES)],
     )
+
+
+def data_classes(data_config: Mapping[str, Any]) -> int:
+    """How many classes the configured source has: digits 10, shapes 6, a folder its class
+    folders (0 when flat, i.e. unlabelled)."""
+    source = data_source(data_config)
+    if source == "digits":
+        return DIGITS_CLASSES
+    if source == "shapes":
+        from polydiff_images.shapes import SHAPE_CLASSES
+
+        return len(SHAPE_CLASSES)
+    from polydiff_images.folder import scan_folder
+
+    index = scan_folder(source)
+    return 0 if index.labels is None else len(index.classes)

@@ -38,7 +38,7 @@ def test_default_config_sections():
         assert key in cfg["train"]
     assert cfg["sample"]["sampler"] == "heun"
     assert cfg["sample"]["n"] == 64
-    assert cfg["model"]["num_classes"] == 0
+    assert cfg["model"]["num_classes"] == -1  # auto: the data's class count
     # a copy each time: callers may mutate it
     cfg["data"]["resolution"] = 99
     assert polydiff_images.modality.default_config()["data"]["resolution"] == 0

@@ -25,3 +25,22 @@ def test_digits_layout_matches_the_train_split():
     assert torch.equal(again.cond["label"], layout.cond["label"])
     other = modality.sample_layout(cfg, 500, torch.Generator().manual_seed(1))
     assert not torch.equal(other.cond["label"], layout.cond["label"])  # shuffled by the seed
+
+
+def test_num_classes_auto_follows_the_data(tmp_path):
+    from PIL import Image
+
+    def net(data):
+        cfg = {"data": {**DEFAULT_CONFIG["data"], **data}, "model": {"num_classes": -1}}
+        return modality.build_network(cfg)
+
+    assert net({}).num_classes == 10  # digits
+    assert net({"dataset": "shapes"}).num_classes == 6
+    for cls in ("cat", "dog", "eel"):
+        (tmp_path / "labelled" / cls).mkdir(parents=True)
+        Image.new("RGB", (8, 8), (200, 10, 10)).save(tmp_path / "labelled" / cls / "a.png")
+    (tmp_path / "flat").mkdir()
+    Image.new("RGB", (8, 8)).save(tmp_path / "flat" / "a.png")
+    assert net({"path": str(tmp_path / "labelled")}).num_classes == 3
+    assert net({"path": str(tmp_path / "flat")}).num_classes == 0
+    assert net({"path": str(tmp_path / "flat")}).label_emb is None
