@@ -13,3 +13,16 @@ def _one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture
+def images_registry(monkeypatch):
+    """A registry holding only the images modality (no entry-point scan)."""
+    from polydiff_images import ImagesModality
+
+    import polydiff.registry as registry
+
+    reg = registry.Registry(autoload=False)
+    reg.register(ImagesModality(), distribution="polydiff-images", version="0.1.0")
+    monkeypatch.setattr(registry, "get_registry", lambda: reg)
+    return reg

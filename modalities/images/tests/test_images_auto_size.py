@@ -11,8 +11,9 @@ import json
 
 import numpy as np
 import pytest
+from _images_tiny import tiny_toml
 from PIL import Image
-from polydiff_images import ImagesModality, modality
+from polydiff_images import modality
 from polydiff_images.data import resolve_data_config
 from polydiff_images.folder import folder_channels, scan_folder
 from typer.testing import CliRunner
@@ -20,27 +21,7 @@ from typer.testing import CliRunner
 from polydiff.cli import app
 from polydiff.protocol import DataError
 
-TINY = """
-[model]
-base_channels = 8
-channel_mult = [1]
-attention_levels = []
-attention_head_dim = 8
-norm_groups = 4
-
-[train]
-steps = 2
-batch_size = 4
-threads = 1
-plot_every = 0
-snapshot_every = 0
-checkpoint_every = 0
-
-[sample]
-n = 2
-steps = 2
-sampler = "euler"
-"""
+TINY = tiny_toml()
 
 
 def cfg(**data):
@@ -65,16 +46,6 @@ def save_images(root, modes, size=(10, 14)):
         colour = (200, 40, 40) if mode in ("RGB", "RGBA") else 1 if mode == "1" else 150
         Image.new(mode, size, colour).save(root / f"{i}.png")
     return root
-
-
-@pytest.fixture
-def images_registry(monkeypatch):
-    import polydiff.registry as registry
-
-    reg = registry.Registry(autoload=False)
-    reg.register(ImagesModality(), distribution="polydiff-images", version="0.1.0")
-    monkeypatch.setattr(registry, "get_registry", lambda: reg)
-    return reg
 
 
 @pytest.fixture

@@ -6,50 +6,13 @@ import json
 
 import numpy as np
 import pytest
+from _images_tiny import tiny_toml
 from PIL import Image
-from polydiff_images import ImagesModality
 from typer.testing import CliRunner
 
 from polydiff.cli import app
 
-TINY = """
-[data]
-resolution = 8
-channels = 3
-test_fraction = 0.25
-hflip = true
-
-[model]
-base_channels = 8
-channel_mult = [1]
-attention_levels = []
-attention_head_dim = 8
-norm_groups = 4
-num_classes = 2
-
-[train]
-steps = 2
-batch_size = 4
-threads = 1
-plot_every = 0
-snapshot_every = 0
-checkpoint_every = 0
-
-[sample]
-n = 2
-steps = 2
-sampler = "euler"
-"""
-
-
-@pytest.fixture
-def images_registry(monkeypatch):
-    import polydiff.registry as registry
-
-    reg = registry.Registry(autoload=False)
-    reg.register(ImagesModality(), distribution="polydiff-images", version="0.1.0")
-    monkeypatch.setattr(registry, "get_registry", lambda: reg)
-    return reg
+TINY = tiny_toml(data='resolution = 8\nchannels = 3\ntest_fraction = 0.25\nhflip = true', model='num_classes = 2')
 
 
 @pytest.fixture
