@@ -539,9 +539,12 @@ def peer_train(args: argparse.Namespace) -> None:
         amp=args.device == "cuda",
         calculate_fid=False,
     )
+    # SIGINT ends the Trainer's loop after the step in progress (`while step < train_num_steps`):
+    # a KeyboardInterrupt can be swallowed inside its data-loading iterator, and then the peer
+    # would train on past the budget
+    signal.signal(signal.SIGINT, lambda *_: setattr(trainer, "train_num_steps", trainer.step))
     t0 = time.perf_counter()
-    with contextlib.suppress(KeyboardInterrupt):
-        trainer.train()
+    trainer.train()
     train_s = time.perf_counter() - t0
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     # sampling is outside the budget: give it every core (250 network calls per sample)
