@@ -12,6 +12,7 @@ from typing import Annotated, Any
 import typer
 
 from polydiff.cli.common import console, fail, user_errors
+from polydiff.cli.tasks import ClassOption, GuidanceOption
 
 DEFAULT_N = 500
 
@@ -51,15 +52,8 @@ def evaluate_command(
     steps: Annotated[int | None, typer.Option(min=1, help="Sampler steps.")] = None,
     seed: Annotated[int | None, typer.Option(help="Random seed (default: the run's sample.seed).")] = None,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
-    class_: Annotated[
-        str | None,
-        typer.Option("--class", help="Class label(s) as for `polydiff sample` (default: the data's "
-                     "class balance; 'none' scores the unconditional model)."),
-    ] = None,
-    guidance: Annotated[
-        float | None,
-        typer.Option(help="Classifier-free guidance scale (default from the run)."),
-    ] = None,
+    class_: ClassOption = None,
+    guidance: GuidanceOption = None,
     features: Annotated[
         str | None,
         typer.Option(help="Feature extractor for the metrics: package.module:name or a "

@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from polydiff.cli.common import console, user_errors
+from polydiff.cli.tasks import ClassOption, GuidanceOption
 
 
 def sample_command(
@@ -19,18 +20,8 @@ def sample_command(
     schedule: Annotated[
         str | None, typer.Option(help="Noise grid: karras, uniform, quadratic, logsnr.")
     ] = None,
-    class_: Annotated[
-        str | None,
-        typer.Option(
-            "--class",
-            help="Class label(s) of a class-conditional model: N, or N,M,... used in turn; "
-            "'none' = unconditional; 'data' (default) = the training data's class balance.",
-        ),
-    ] = None,
-    guidance: Annotated[
-        float | None,
-        typer.Option(help="Classifier-free guidance scale (1 = no guidance; default from the run)."),
-    ] = None,
+    class_: ClassOption = None,
+    guidance: GuidanceOption = None,
     inpaint: Annotated[
         Path | None, typer.Option(help="Inpaint this input file (needs --mask).")
     ] = None,

@@ -3,12 +3,28 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
+
+import typer
 
 from polydiff.cli.common import fail
 
 #: the condition name ``--class`` sets
 LABEL = "label"
+
+#: ``--class`` and ``--guidance``, shared by `polydiff sample` and `polydiff evaluate`
+ClassOption = Annotated[
+    str | None,
+    typer.Option(
+        "--class",
+        help="Class label(s) of a class-conditional model: N, or N,M,... used in turn; "
+        "'none' = unconditional; 'data' (default) = the training data's class balance.",
+    ),
+]
+GuidanceOption = Annotated[
+    float | None,
+    typer.Option(help="Classifier-free guidance scale (1 = no guidance; default from the run)."),
+]
 
 
 def class_labels(spec: str | None, plugin: Any, num_classes: int, n: int) -> Any:
