@@ -140,3 +140,20 @@ def test_evaluate_with_class_and_guidance(run_dir):
     assert result.exit_code == 0, result.output
     report = json.loads((run_dir / "eval" / "heun-2-classnone-w1.json").read_text())
     assert report["class"] == "none" and report["metrics"]["quality"]["n_samples"] == 12
+
+
+def test_evaluate_in_a_user_named_feature_space(run_dir, tmp_path, monkeypatch):
+    (tmp_path / "userfeats.py").write_text(
+        "def flat(x):\n    return x.flatten(1)[:, :6]\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    result = CliRunner().invoke(
+        app, ["evaluate", str(run_dir), "--n", "12", "--steps", "2", "--features", "userfeats:flat"]
+    )
+    assert result.exit_code == 0, result.output
+    report = json.loads((run_dir / "eval" / "heun-2.json").read_text())
+    quality = report["metrics"]["quality"]
+    assert quality["features"] == "userfeats:flat" and "userfeats:flat" in quality["note"]
+    assert "fd" in quality and "class_tv" not in quality
+    bad = CliRunner().invoke(app, ["evaluate", str(run_dir), "--features", "userfeats:nope"])
+    assert bad.exit_code == 2 and "no attribute" in bad.output and "Traceback" not in bad.output
