@@ -22,9 +22,9 @@ def _null(modality: Any, name: str, value: Tensor) -> Tensor:
     hook = getattr(modality, "null_condition", None)
     if callable(hook):
         return torch.as_tensor(hook(name, value), device=value.device, dtype=value.dtype)
-    if value.dtype in (torch.bool,) or not (value.is_floating_point() or value.is_complex()):
-        return torch.full_like(value, -1) if value.dtype != torch.bool else torch.zeros_like(value)
-    return torch.zeros_like(value)
+    if value.dtype == torch.bool or value.is_floating_point() or value.is_complex():
+        return torch.zeros_like(value)
+    return torch.full_like(value, -1)  # integer conditions: class labels, -1 = "no class"
 
 
 def null_conditions(cond: Mapping[str, Any], modality: Any = None) -> dict[str, Any]:

@@ -34,6 +34,11 @@ def tree_map(fn: Callable[..., Tensor], *states: State) -> State:
     return fn(*states)
 
 
+def state_to(state: State | None, device: torch.device | str) -> State | None:
+    """A state (or mask) moved to ``device``; ``None`` stays ``None``."""
+    return None if state is None else tree_map(lambda t: t.to(device), state)
+
+
 def leaves(state: State) -> list[Tensor]:
     return list(state.values()) if isinstance(state, Mapping) else [state]
 

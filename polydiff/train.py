@@ -61,7 +61,7 @@ from polydiff.generate import build_denoiser, filter_cond, generate
 from polydiff.losses import DSMLoss
 from polydiff.protocol import Batch
 from polydiff.sde import build_sde
-from polydiff.state import tree_map
+from polydiff.state import state_to, tree_map
 
 CHECKPOINT_DIR = "checkpoints"
 #: default of ``train.keep_last`` (kept for code that imported it)
@@ -835,7 +835,7 @@ class Trainer:
             )
         out = self.run_dir / "samples" / f"step-{self.step:07d}"
         written = self.modality.write_samples(
-            _to_cpu(x), out, mask=_to_cpu(layout.mask), cond=layout.cond
+            state_to(x, "cpu"), out, mask=state_to(layout.mask, "cpu"), cond=layout.cond
         )
         if written:
             self.snapshots.append(written[0])
@@ -951,7 +951,7 @@ def train(
             dataset=trainer.dataset,
         )
         written = modality.write_samples(
-            _to_cpu(x), run_dir / "samples", mask=_to_cpu(layout.mask), cond=layout.cond
+            state_to(x, "cpu"), run_dir / "samples", mask=state_to(layout.mask, "cpu"), cond=layout.cond
         )
     done = trainer.step - start_step
     steps_per_s = done / trainer.loop_time if done and trainer.loop_time > 0 else 0.0
@@ -973,9 +973,3 @@ def train(
     )
 
 
-def _to_cpu(state: Any) -> Any:
-    if state is None:
-        return None
-    if isinstance(state, Mapping):
-        return {k: v.cpu() for k, v in state.items()}
-    return state.cpu()

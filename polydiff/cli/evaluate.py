@@ -84,10 +84,11 @@ def evaluate_command(
         seed = int(sc.get("seed", 0)) if seed is None else seed
         schedule = str(sc.get("schedule", "default"))
         guidance = float(sc.get("guidance", 1.0)) if guidance is None else guidance
+        extractor = None
         if features:
             from polydiff.metrics import load_feature_extractor
 
-            load_feature_extractor(features)  # a bad name fails before sampling
+            extractor = load_feature_extractor(features)  # a bad name fails before sampling
 
         from polydiff.checkpoint import atomic_write_text
         from polydiff.metrics import evaluate_samples
@@ -106,7 +107,7 @@ def evaluate_command(
 
         cond = {k: to_cpu(v) if hasattr(v, "cpu") else v for k, v in layout.cond.items()}
         # score with the run's sampling seed as configured for this evaluation
-        eval_cfg = {**cfg, "sample": {**sc, "seed": seed}, "eval": {"features": features}}
+        eval_cfg = {**cfg, "sample": {**sc, "seed": seed}, "eval": {"features": features, "extractor": extractor}}
         t0 = time.perf_counter()
         try:
             results = evaluate_samples(plugin, to_cpu(x), eval_cfg, mask=to_cpu(layout.mask), cond=cond)

@@ -110,8 +110,6 @@ def sample_run(
 
 
 def to_cpu(state: Any) -> Any:
-    if state is None:
-        return None
-    if isinstance(state, dict):
-        return {k: v.cpu() for k, v in state.items()}
-    return state.cpu()
+    from polydiff.state import state_to
+
+    return state_to(state, "cpu")

@@ -54,6 +54,7 @@ def sample_command(
         from polydiff.cli.runs import check_sampler, load_denoiser, read_record, sample_run, to_cpu
         from polydiff.cli.tasks import LABEL, class_labels, inpainting_inputs, network_classes
         from polydiff.registry import get_registry
+        from polydiff.state import state_to
 
         cfg, name = read_record(run_dir)
         plugin = get_registry().load(name)
@@ -79,7 +80,7 @@ def sample_command(
             # the class of an input to complete is unknown: the unconditional model by default
             options["cond"] = {LABEL: class_labels("none", plugin, 0, n)}
         if known is not None:
-            options["known"] = tuple(t.to(run.device) for t in known)
+            options["known"] = tuple(state_to(t, run.device) for t in known)
             options["imputation_resample"] = int(resample or sc.get("imputation_resample", 1))
             options["imputation_guidance"] = float(
                 sc.get("imputation_guidance", 0.0) if recon_guidance is None else recon_guidance

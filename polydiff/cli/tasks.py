@@ -41,7 +41,9 @@ def class_labels(spec: str | None, plugin: Any, num_classes: int, n: int) -> Any
     if LABEL not in (getattr(plugin, "conditions", ()) or ()):
         raise fail(f"--class: the {plugin.name} modality takes no class label")
     if spec.strip().lower() == "none":
-        return torch.full((n,), -1, dtype=torch.long)
+        from polydiff.conditions import null_conditions
+
+        return null_conditions({LABEL: torch.zeros(n, dtype=torch.long)}, plugin)[LABEL]
     try:
         values = [int(v) for v in spec.split(",") if v.strip()]
     except ValueError:

@@ -209,8 +209,9 @@ def metrics_for_modality(modality: Any = None) -> dict[str, Any]:
         builtin = None if data.get("path") else str(data["dataset"])
         seed = int((config.get("sample") or {}).get("seed", 0))
         spec = (config.get("eval") or {}).get("features")
-        extractor = None
-        if spec:
+        # the CLI hands over the extractor it already loaded to validate the name
+        extractor = (config.get("eval") or {}).get("extractor")
+        if spec and extractor is None:
             from polydiff.metrics import load_feature_extractor
 
             extractor = load_feature_extractor(str(spec))
