@@ -70,10 +70,11 @@ def inpainting(run: Any, limit: int | None, batch: int = 100) -> dict:
     from polydiff_images.classifier import load_reference_classifier
     from polydiff_images.inputs import preset_mask
 
+    from polydiff.config import data_source
     from polydiff.generate import generate
 
     cfg = run.config
-    test = run.plugin.build_dataset(cfg["data"].get("path") or cfg["data"]["dataset"], cfg, "test")
+    test = run.plugin.build_dataset(data_source(cfg["data"]), cfg, "test")
     images, labels = test.images, test.labels
     if limit:
         images, labels = images[:limit], labels[:limit]

@@ -78,6 +78,12 @@ CORE_DEFAULTS: Config = {
 }
 
 
+def data_source(data: Mapping[str, Any]) -> str:
+    """Where a run's data comes from, given its ``[data]`` section: the user's ``path`` (set by
+    ``--data PATH``), else the built-in ``dataset``."""
+    return str(data.get("path") or data.get("dataset") or "")
+
+
 def deep_merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
     out = copy.deepcopy(dict(base))
     for key, value in over.items():

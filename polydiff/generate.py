@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from polydiff.conditions import null_conditions
+from polydiff.config import data_source
 from polydiff.guidance import cfg_denoiser
 from polydiff.param import Denoiser
 from polydiff.protocol import Batch
@@ -38,7 +39,7 @@ def sample_layout(
         return custom(config, n, gen)
     if dataset is None:
         data = config["data"]
-        dataset = modality.build_dataset(data.get("path") or data["dataset"], config, "train")
+        dataset = modality.build_dataset(data_source(data), config, "train")
     idx = torch.randint(len(dataset), (n,), generator=gen).tolist()
     batch = modality.collate([dataset[i] for i in idx])
     return Batch(tree_map(torch.zeros_like, batch.x), batch.mask, batch.cond)

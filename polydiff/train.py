@@ -56,6 +56,7 @@ from polydiff.checkpoint import (
     save_checkpoint,
 )
 from polydiff.conditions import drop_conditions
+from polydiff.config import data_source
 from polydiff.errors import UserError
 from polydiff.generate import build_denoiser, filter_cond, generate
 from polydiff.losses import DSMLoss
@@ -336,7 +337,7 @@ class Trainer:
         self.lr_schedule = schedule
 
         data = config["data"]
-        self.dataset = modality.build_dataset(data.get("path") or data["dataset"], config, "train")
+        self.dataset = modality.build_dataset(data_source(data), config, "train")
         if len(self.dataset) < self.batch_size:
             raise UserError(
                 f"dataset has {len(self.dataset)} items, fewer than the batch size "

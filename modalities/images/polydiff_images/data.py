@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.utils.data import Dataset
 
+from polydiff.config import data_source as core_data_source
 from polydiff.protocol import DataError
 
 #: number of images scikit-learn ships in ``load_digits``
@@ -36,7 +37,7 @@ MIN_BUILTIN_RESOLUTION = 8
 
 def data_source(data_config: Mapping[str, Any]) -> str:
     """Where the data comes from, as the core reads it: ``data.path``, else ``data.dataset``."""
-    return str(data_config.get("path") or data_config.get("dataset") or "digits")
+    return core_data_source(data_config) or "digits"
 
 
 def _whole(key: str, value: Any) -> int:

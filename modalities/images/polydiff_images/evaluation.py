@@ -35,6 +35,7 @@ import torch
 from torch import Tensor
 
 from polydiff import metrics as M
+from polydiff.config import data_source
 
 __all__ = ["CONFIDENCE", "PR_K", "evaluate_images", "metrics_for_modality"]
 
@@ -203,7 +204,7 @@ def metrics_for_modality(modality: Any = None) -> dict[str, Any]:
             from polydiff_images import modality as plugin
         data = copy.deepcopy(DEFAULT_CONFIG["data"])
         data.update(config.get("data") or {})
-        source = data.get("path") or data["dataset"]
+        source = data_source(data)
         test_x, test_y = _stack(plugin.build_dataset(source, config, "test"))
         train_x, train_y = _stack(plugin.build_dataset(source, config, "train"))
         builtin = None if data.get("path") else str(data["dataset"])

@@ -16,6 +16,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from polydiff.config import data_source
 from polydiff.protocol import Batch
 
 
@@ -33,7 +34,7 @@ def proportional_counts(freq: Tensor, n: int) -> Tensor:
 @lru_cache(maxsize=4)
 def _train_labels(plugin: Any, data_json: str) -> tuple[tuple[int, int, int], Tensor | None]:
     data = json.loads(data_json)
-    source = data.get("path") or data["dataset"]
+    source = data_source(data)
     dataset = plugin.build_dataset(source, {"data": data}, "train")
     first = dataset[0]["x"]
     labels = getattr(dataset, "labels", None)
