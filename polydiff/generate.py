@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -29,13 +30,16 @@ def sample_layout(
 ) -> Batch:
     """Shapes, masks and conditions of ``n`` samples.
 
-    A modality may define ``sample_layout(config, n, generator)``; otherwise ``n`` items drawn
+    A modality may define ``sample_layout(config, n, generator)`` (given ``dataset=`` too when
+    its signature takes it and the caller holds the training data); otherwise ``n`` items drawn
     from its training data (``dataset`` when the caller already holds it) give the shapes (and,
     for ragged data, the size distribution).
     """
     gen = torch.Generator().manual_seed(seed)
     custom = getattr(modality, "sample_layout", None)
     if callable(custom):
+        if dataset is not None and "dataset" in inspect.signature(custom).parameters:
+            return custom(config, n, gen, dataset=dataset)
         return custom(config, n, gen)
     if dataset is None:
         data = config["data"]

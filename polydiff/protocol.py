@@ -128,6 +128,7 @@ class Modality:
 
     # Optional: ``sample_layout(config, n, generator) -> Batch`` giving the shapes (zeros), mask
     # and conditions of ``n`` samples. Without it the core draws ``n`` training items for them.
+    # A ``dataset=None`` keyword receives the training set when the caller (the trainer) holds it.
     #
     # Optional: ``null_condition(name, value) -> tensor``, the "no condition" value of a
     # condition (classifier-free guidance, ``train.cond_dropout``); default -1 for integer

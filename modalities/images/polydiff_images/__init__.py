@@ -148,10 +148,10 @@ class ImagesModality(Modality):
 
         return write_samples(samples, out_dir, mask=mask, cond=cond, prefix=prefix)
 
-    def sample_layout(self, config: Mapping[str, Any], n: int, generator: Any):
+    def sample_layout(self, config: Mapping[str, Any], n: int, generator: Any, dataset: Any = None):
         from polydiff_images.layout import stratified_layout
 
-        return stratified_layout(self, config, n, generator)
+        return stratified_layout(self, config, n, generator, dataset)
 
     def read_state(self, path: Path, config: Mapping[str, Any]):
         from polydiff_images.inputs import read_image

@@ -41,13 +41,25 @@ def _train_labels(plugin: Any, data_json: str) -> tuple[tuple[int, int, int], Te
     return tuple(first.shape), None if labels is None else torch.as_tensor(labels).long()
 
 
-def stratified_layout(plugin: Any, config: Mapping[str, Any], n: int, generator: torch.Generator) -> Batch:
-    """Zeros shaped like ``n`` training images and, for labelled data, proportional labels."""
+def stratified_layout(
+    plugin: Any, config: Mapping[str, Any], n: int, generator: torch.Generator, dataset: Any = None
+) -> Batch:
+    """Zeros shaped like ``n`` training images and, for labelled data, proportional labels.
+
+    ``dataset`` is the training set when the caller holds it; otherwise it is built (once per
+    process and data configuration)."""
     from polydiff_images import DEFAULT_CONFIG
 
-    data = dict(DEFAULT_CONFIG["data"])
-    data.update(config.get("data") or {})
-    shape, labels = _train_labels(plugin, json.dumps(data, sort_keys=True, default=str))
+    if dataset is not None:
+        labels = getattr(dataset, "labels", None)
+        # the stored tensor, not dataset[0]: an item of a flipping set would draw from the RNG
+        stored = getattr(dataset, "data", None)
+        shape = tuple(stored.shape[1:]) if isinstance(stored, Tensor) else tuple(dataset[0]["x"].shape)
+        labels = None if labels is None else torch.as_tensor(labels).long()
+    else:
+        data = dict(DEFAULT_CONFIG["data"])
+        data.update(config.get("data") or {})
+        shape, labels = _train_labels(plugin, json.dumps(data, sort_keys=True, default=str))
     x = torch.zeros(n, *shape)
     if labels is None or labels.numel() == 0:
         return Batch(x, None, {})

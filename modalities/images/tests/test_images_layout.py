@@ -44,3 +44,12 @@ def test_num_classes_auto_follows_the_data(tmp_path):
     assert net({"path": str(tmp_path / "labelled")}).num_classes == 3
     assert net({"path": str(tmp_path / "flat")}).num_classes == 0
     assert net({"path": str(tmp_path / "flat")}).label_emb is None
+
+
+def test_layout_from_a_held_dataset_matches_the_rebuilt_one():
+    cfg = {"data": dict(DEFAULT_CONFIG["data"])}
+    train = modality.build_dataset("digits", cfg, "train")
+    held = modality.sample_layout(cfg, 50, torch.Generator().manual_seed(3), dataset=train)
+    rebuilt = modality.sample_layout(cfg, 50, torch.Generator().manual_seed(3))
+    assert held.x.shape == rebuilt.x.shape
+    assert torch.equal(held.cond["label"], rebuilt.cond["label"])
