@@ -139,4 +139,13 @@ def resolve(
         cfg = deep_merge(cfg, user)
     if overrides:
         cfg = deep_merge(cfg, overrides)
+    check_values(cfg, str(config_file) if config_file is not None else "config")
     return cfg
+
+
+def check_values(cfg: Mapping[str, Any], source: str) -> None:
+    """Raise a one-line :class:`UserError` for a core setting outside its range, before any run
+    folder is made."""
+    p = cfg.get("train", {}).get("cond_dropout", 0.0)
+    if not isinstance(p, (int, float)) or isinstance(p, bool) or not 0.0 <= float(p) < 1.0:
+        raise UserError(f"{source}: train.cond_dropout must lie in [0, 1), got {p!r}")

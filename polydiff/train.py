@@ -351,9 +351,8 @@ class Trainer:
             self.denoiser.to(memory_format=torch.channels_last)
         self.amp_dtype = resolve_precision(tc.get("precision", "auto"), self.device)
         self.sde = build_sde(config["sde"])
+        # range-checked with the other settings in polydiff.config.resolve
         self.cond_dropout = float(config["train"].get("cond_dropout", 0.0))
-        if not 0.0 <= self.cond_dropout < 1.0:
-            raise UserError(f"train.cond_dropout must lie in [0, 1), got {self.cond_dropout}")
         self.loss_fn = DSMLoss(self.sde, sigma_data=config["param"]["sigma_data"], **config["loss"])
         self.opt = self._optimizer()
 

@@ -63,6 +63,16 @@ def test_bad_config_key(toy_registry, tmp_path):
     _assert_one_line_error(_run("train", "-m", "toy", "--config", cfg), "cfg.toml", "train.stepz", "steps")
 
 
+def test_bad_cond_dropout_is_refused_before_anything_is_written(toy_registry, tmp_path):
+    cfg = tmp_path / "cfg.toml"
+    cfg.write_text("[train]\ncond_dropout = 1.5\n")
+    out = tmp_path / "run"
+    _assert_one_line_error(
+        _run("train", "-m", "toy", "--config", cfg, "--out", out), "cfg.toml", "train.cond_dropout", "[0, 1)"
+    )
+    assert not out.exists()
+
+
 def test_bad_config_syntax(toy_registry, tmp_path):
     cfg = tmp_path / "broken.toml"
     cfg.write_text("[train\nsteps = 3\n")
