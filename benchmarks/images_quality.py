@@ -3,6 +3,7 @@
     python benchmarks/images_quality.py --train            # time `polydiff train --modality images`
     python benchmarks/images_quality.py RUN_DIR            # score an existing run
     python benchmarks/images_quality.py RUN_DIR --write    # also write docs/benchmarks.md
+    python benchmarks/images_quality.py RUN_DIR --inpaint-sweep heun:18:1:0,ddpm:30:1:30
 
 Scores, with the shipped digits classifier (see ``polydiff_images.evaluation``):
 
@@ -66,7 +67,9 @@ def sample_metrics(run: Any, n: int, *, cond: Any = None, guidance: float | None
     return {**result, "nfe": nfe, "sample_seconds": round(seconds, 1)}
 
 
-def inpainting(run: Any, limit: int | None, batch: int = 100) -> dict:
+def inpainting(
+    run: Any, limit: int | None, batch: int = 100, sample: dict[str, Any] | None = None
+) -> dict:
     from polydiff_images.classifier import load_reference_classifier
     from polydiff_images.inputs import preset_mask
 
@@ -79,7 +82,7 @@ def inpainting(run: Any, limit: int | None, batch: int = 100) -> dict:
     if limit:
         images, labels = images[:limit], labels[:limit]
     keep = preset_mask("left", images.shape[-1]).expand_as(images[0])
-    sc = cfg["sample"]
+    sc = {**cfg["sample"], **(sample or {})}
     rounds = int(sc.get("imputation_resample", 1))
     weight = float(sc.get("imputation_guidance", 0.0))
     sampler = sc.get("inpaint_sampler") or sc["sampler"]
@@ -187,6 +190,11 @@ def main() -> None:
     p.add_argument("--n", type=int, default=500, help="samples per column")
     p.add_argument("--inpaint-n", type=int, default=0, help="held-out digits to inpaint (0: all)")
     p.add_argument("--write", action="store_true", help="write docs/benchmarks.md")
+    p.add_argument(
+        "--inpaint-sweep", metavar="S:N:R:W,...",
+        help="only compare inpainting settings on --inpaint-n digits (default 100): sampler, "
+        "steps, RePaint rounds, reconstruction-guidance weight, e.g. heun:18:1:0,ddpm:30:1:30",
+    )
     args = p.parse_args()
     torch.set_num_threads(1)
     meta: dict[str, Any] = {}
@@ -200,6 +208,17 @@ def main() -> None:
     sc = run.config["sample"]
     meta.update(run_dir=str(run_dir), n=args.n, sampler=sc["sampler"], steps=sc["steps"],
                 guidance=sc.get("guidance", 1.0))
+    if args.inpaint_sweep:
+        print("| sampler | steps | RePaint rounds | guidance weight | right class | seconds |")
+        print("|---|---:|---:|---:|---:|---:|")
+        for spec in args.inpaint_sweep.split(","):
+            sampler, steps, rounds, weight = spec.split(":")
+            over = {"inpaint_sampler": sampler, "inpaint_steps": int(steps),
+                    "imputation_resample": int(rounds), "imputation_guidance": float(weight)}
+            r = inpainting(run, args.inpaint_n or 100, sample=over)
+            print(f"| {sampler} | {steps} | {rounds} | {weight} | {r['accuracy']:.1%} | {r['seconds']} |",
+                  flush=True)
+        return
     result: dict[str, Any] = {"meta": meta, "default": sample_metrics(run, args.n)}
     if int(getattr(run.denoiser.net, "num_classes", 0)) > 0:
         result["unconditional"] = sample_metrics(

@@ -75,7 +75,7 @@ DEFAULT_CONFIG: dict[str, dict[str, Any]] = {
         # share of confidently classified samples rises from 0.92 to 0.95; at 2 FD doubles
         "guidance": 1.3,
         # inpainting: ancestral DDPM steps with reconstruction guidance restore the right class of
-        # 86 % of half-masked test digits, against 54 % for plain replacement with Heun
+        # 86.5 % of half-masked test digits, against 49 % for plain replacement with Heun (100)
         "inpaint_sampler": "ddpm",
         "inpaint_steps": 30,
         "imputation_guidance": 30.0,
