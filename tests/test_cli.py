@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from _cliassert import assert_one_line_error
 from typer.testing import CliRunner
 
 from polydiff.cli import app
@@ -17,13 +18,6 @@ def _run(*args):
     return runner.invoke(app, [str(a) for a in args])
 
 
-def _assert_one_line_error(result, *needles):
-    assert result.exit_code == 2, result.output
-    assert "Traceback" not in result.output
-    err = result.stderr.strip()
-    assert err.count("\n") == 0, err
-    for needle in needles:
-        assert needle in err, err
 
 
 def test_help_and_version():
@@ -49,25 +43,25 @@ def test_samplers_lists_names():
 
 
 def test_unknown_modality_names_available(toy_registry):
-    _assert_one_line_error(_run("train", "--modality", "nope"), "nope", "toy")
+    assert_one_line_error(_run("train", "--modality", "nope"), "nope", "toy")
 
 
 def test_missing_data_path(toy_registry, tmp_path):
     missing = tmp_path / "nothing-here"
-    _assert_one_line_error(_run("train", "-m", "toy", "--data", missing), str(missing))
+    assert_one_line_error(_run("train", "-m", "toy", "--data", missing), str(missing))
 
 
 def test_bad_config_key(toy_registry, tmp_path):
     cfg = tmp_path / "cfg.toml"
     cfg.write_text("[train]\nstepz = 3\n")
-    _assert_one_line_error(_run("train", "-m", "toy", "--config", cfg), "cfg.toml", "train.stepz", "steps")
+    assert_one_line_error(_run("train", "-m", "toy", "--config", cfg), "cfg.toml", "train.stepz", "steps")
 
 
 def test_bad_cond_dropout_is_refused_before_anything_is_written(toy_registry, tmp_path):
     cfg = tmp_path / "cfg.toml"
     cfg.write_text("[train]\ncond_dropout = 1.5\n")
     out = tmp_path / "run"
-    _assert_one_line_error(
+    assert_one_line_error(
         _run("train", "-m", "toy", "--config", cfg, "--out", out), "cfg.toml", "train.cond_dropout", "[0, 1)"
     )
     assert not out.exists()
@@ -76,7 +70,7 @@ def test_bad_cond_dropout_is_refused_before_anything_is_written(toy_registry, tm
 def test_bad_config_syntax(toy_registry, tmp_path):
     cfg = tmp_path / "broken.toml"
     cfg.write_text("[train\nsteps = 3\n")
-    _assert_one_line_error(_run("train", "-m", "toy", "--config", cfg), "broken.toml", "TOML")
+    assert_one_line_error(_run("train", "-m", "toy", "--config", cfg), "broken.toml", "TOML")
 
 
 def test_train_sample_and_no_overwrite(toy_registry, tmp_path):
@@ -95,15 +89,15 @@ def test_train_sample_and_no_overwrite(toy_registry, tmp_path):
     assert "3 network evaluations" in result.output  # heun: 2 steps = 3 calls
 
     # a second run into the same folder is refused and leaves the checkpoint as it was
-    _assert_one_line_error(_run("train", "-m", "toy", "--out", out), str(out), "--resume")
+    assert_one_line_error(_run("train", "-m", "toy", "--out", out), str(out), "--resume")
     assert weights.read_bytes() == before
 
     # unknown sampler: one line naming the choices
-    _assert_one_line_error(_run("sample", out, "--sampler", "nope"), "nope", "heun")
+    assert_one_line_error(_run("sample", out, "--sampler", "nope"), "nope", "heun")
 
 
 def test_sample_from_non_run(tmp_path):
-    _assert_one_line_error(_run("sample", tmp_path), str(tmp_path), "config.json")
+    assert_one_line_error(_run("sample", tmp_path), str(tmp_path), "config.json")
 
 
 def test_real_subprocess_help_imports_no_torch():

@@ -8,6 +8,7 @@ import math
 
 import pytest
 import torch
+from _cliassert import assert_one_line_error
 from toy_modality import ToyModality
 from typer.testing import CliRunner
 
@@ -226,24 +227,17 @@ def test_cli_evaluate_writes_table_and_json(scored_registry, tmp_path):
     assert json.loads((run / "eval" / "euler-2.json").read_text())["metrics"] == report["metrics"]
 
 
-def _one_line_error(result, *needles):
-    assert result.exit_code == 2, result.output
-    assert "Traceback" not in result.output
-    err = result.stderr.strip()
-    assert err.count("\n") == 0, err
-    for needle in needles:
-        assert needle in err, err
 
 
 def test_cli_evaluate_errors(toy_registry, tmp_path):
     runner = CliRunner()
-    _one_line_error(runner.invoke(app, ["evaluate", str(tmp_path)]), "not a run folder")
+    assert_one_line_error(runner.invoke(app, ["evaluate", str(tmp_path)]), "not a run folder")
     run = _trained(toy_registry.load("toy"), tmp_path / "run")
     # the plain toy defines no metrics
-    _one_line_error(runner.invoke(app, ["evaluate", str(run), "--n", "4"]), "toy", "no metrics")
+    assert_one_line_error(runner.invoke(app, ["evaluate", str(run), "--n", "4"]), "toy", "no metrics")
     assert not (run / "eval").exists()
 
 
 def test_cli_evaluate_unknown_sampler(scored_registry, tmp_path):
     run = _trained(scored_registry.load("toy"), tmp_path / "run")
-    _one_line_error(CliRunner().invoke(app, ["evaluate", str(run), "--sampler", "nope"]), "nope")
+    assert_one_line_error(CliRunner().invoke(app, ["evaluate", str(run), "--sampler", "nope"]), "nope")
