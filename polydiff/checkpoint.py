@@ -168,7 +168,7 @@ def check_compatible(
     meta: Mapping[str, Any],
     path: Path,
     *,
-    protocol_version: int,
+    protocol_version: int | str,
     distribution: str | None,
     version: str | None,
 ) -> None:
@@ -177,11 +177,25 @@ def check_compatible(
 
     Checkpoints written before these fields existed (or by in-memory plugins without a version) pass.
     """
+    from polydiff.protocol import SUPPORTED_MAJORS, parse_version
+
     saved_protocol = meta.get("protocol_version")
-    if saved_protocol is not None and int(saved_protocol) != int(protocol_version):
+    # the contract shapes calls, not weights: any contract this polydiff loads can read the run
+    try:
+        saved_major = None if saved_protocol is None else parse_version(saved_protocol)[0]
+    except ValueError:
+        saved_major = -1
+    try:
+        plugin_major = parse_version(protocol_version)[0]
+    except ValueError:
+        plugin_major = -1
+    if (saved_major is not None and saved_major not in SUPPORTED_MAJORS) or (
+        plugin_major not in SUPPORTED_MAJORS
+    ):
         raise UserError(
-            f"{path}: written for modality contract version {saved_protocol}, but the installed "
-            f"plugin implements version {protocol_version}; install a matching plugin version"
+            f"{path}: written for modality contract version {saved_protocol}, but this polydiff "
+            f"loads contracts {', '.join(f'{m}.x' for m in SUPPORTED_MAJORS)} (the installed plugin "
+            f"declares {protocol_version}); install a matching polydiff"
         )
     saved = (meta.get("versions") or {}).get(distribution or "")
     if saved and version and _major(saved) != _major(version):

@@ -1,10 +1,11 @@
-"""The "no condition" value of conditions, for classifier-free guidance and condition dropout.
+"""Conditions: their "no condition" value (classifier-free guidance, condition dropout) and the
+default reading of ``--cond NAME=SPEC``.
 
 Conditions are a mapping ``{name: tensor with a leading batch dimension}``. Their null value is
-what a network sees when the condition is withheld: a modality may define
-``null_condition(name, value) -> tensor`` (the protocol's optional hook); otherwise integer
-conditions (class labels) become ``-1`` and floating ones ``0``. A network that accepts a
-condition must accept its null value (the images U-Net maps a negative label to its null class).
+what a network sees when the condition is withheld: the modality's ``null_condition(name, value)``
+(declared on :class:`polydiff.protocol.Modality`; by default integer conditions such as class
+labels become ``-1`` and floating ones ``0``). A network that accepts a condition must accept its
+null value (the images U-Net maps a negative label to its null class).
 """
 
 from __future__ import annotations
@@ -19,12 +20,11 @@ __all__ = ["drop_conditions", "null_conditions"]
 
 
 def _null(modality: Any, name: str, value: Tensor) -> Tensor:
-    hook = getattr(modality, "null_condition", None)
-    if callable(hook):
-        return torch.as_tensor(hook(name, value), device=value.device, dtype=value.dtype)
-    if value.dtype == torch.bool or value.is_floating_point() or value.is_complex():
-        return torch.zeros_like(value)
-    return torch.full_like(value, -1)  # integer conditions: class labels, -1 = "no class"
+    from polydiff.hooks import call
+
+    return torch.as_tensor(
+        call(modality, "null_condition", name, value), device=value.device, dtype=value.dtype
+    )
 
 
 def null_conditions(cond: Mapping[str, Any], modality: Any = None) -> dict[str, Any]:

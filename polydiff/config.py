@@ -39,6 +39,8 @@ CORE_DEFAULTS: Config = {
         "ema_decay": 0.999,
         "log_every": 25,
         "checkpoint_every": 500,
+        # also checkpoint after this much training time, so a SIGKILL loses at most that (0: off)
+        "checkpoint_minutes": 5.0,
         "seed": 0,
         "device": "auto",
         "threads": 0,
@@ -95,8 +97,13 @@ def deep_merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, An
 
 
 def defaults_for(modality: Any) -> Config:
-    """Core defaults with the modality's sections merged over them (it may add keys)."""
-    return deep_merge(CORE_DEFAULTS, modality.default_config())
+    """Core defaults with the modality's sections merged over them (it may add keys); with no
+    ``data.dataset`` set, the modality's first built-in data set is the default."""
+    cfg = deep_merge(CORE_DEFAULTS, modality.default_config())
+    builtins = tuple(getattr(modality, "builtin_datasets", ()) or ())
+    if not cfg["data"].get("dataset") and builtins:
+        cfg["data"]["dataset"] = str(builtins[0])
+    return cfg
 
 
 def check_keys(over: Mapping[str, Any], valid: Mapping[str, Any], source: str) -> None:

@@ -2,21 +2,20 @@
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Callable, Mapping
 from typing import Any
 
 import torch
 from torch import nn
 
+from polydiff import hooks
 from polydiff.conditions import null_conditions
-from polydiff.config import data_source
 from polydiff.guidance import cfg_denoiser
 from polydiff.param import Denoiser
 from polydiff.protocol import Batch
 from polydiff.sampling import get_sampler, run_sampler
 from polydiff.sde import SDE, build_sde
-from polydiff.state import State, randn_like_state, tree_map
+from polydiff.state import State, check_mask, randn_like_state
 
 
 def build_denoiser(modality: Any, config: Mapping[str, Any]) -> Denoiser:
@@ -28,30 +27,32 @@ def build_denoiser(modality: Any, config: Mapping[str, Any]) -> Denoiser:
 def sample_layout(
     modality: Any, config: Mapping[str, Any], n: int, seed: int, dataset: Any = None
 ) -> Batch:
-    """Shapes, masks and conditions of ``n`` samples.
-
-    A modality may define ``sample_layout(config, n, generator)`` (given ``dataset=`` too when
-    its signature takes it and the caller holds the training data); otherwise ``n`` items drawn
-    from its training data (``dataset`` when the caller already holds it) give the shapes (and,
-    for ragged data, the size distribution).
-    """
+    """Shapes, masks and conditions of ``n`` samples: the modality's ``sample_layout`` (by default
+    ``n`` training items; ``dataset`` when the caller already holds the training set), its mask
+    checked against its state."""
     gen = torch.Generator().manual_seed(seed)
-    custom = getattr(modality, "sample_layout", None)
-    if callable(custom):
-        if dataset is not None and "dataset" in inspect.signature(custom).parameters:
-            return custom(config, n, gen, dataset=dataset)
-        return custom(config, n, gen)
-    if dataset is None:
-        data = config["data"]
-        dataset = modality.build_dataset(data_source(data), config, "train")
-    idx = torch.randint(len(dataset), (n,), generator=gen).tolist()
-    batch = modality.collate([dataset[i] for i in idx])
-    return Batch(tree_map(torch.zeros_like, batch.x), batch.mask, batch.cond)
+    layout = hooks.call(modality, "sample_layout", config, n, gen, dataset=dataset)
+    check_mask(layout.x, layout.mask, f"{getattr(modality, 'name', '?')}.sample_layout")
+    return layout
 
 
 def filter_cond(modality: Any, cond: Mapping[str, Any]) -> dict[str, Any]:
     accepted = set(getattr(modality, "conditions", ()) or ())
     return {k: v for k, v in cond.items() if k in accepted}
+
+
+def _check_given(base: Mapping[str, Any], given: Mapping[str, Any]) -> None:
+    """A condition given by the caller must have the per-sample shape of the training data's."""
+    from polydiff.errors import UserError
+
+    for k, v in given.items():
+        ref = base.get(k)
+        if isinstance(ref, torch.Tensor) and isinstance(v, torch.Tensor) and v.shape[1:] != ref.shape[1:]:
+            hint = " (integers separated by commas are one value per sample; write 1.0,2,3 for one vector)" if v.ndim == 1 else ""
+            raise UserError(
+                f"condition {k!r}: shape {tuple(v.shape[1:])} per sample, but the training data "
+                f"have {tuple(ref.shape[1:])}{hint}"
+            )
 
 
 def generate(
@@ -74,9 +75,9 @@ def generate(
 ) -> tuple[State, Batch, int]:
     """Sample ``n`` items; returns (samples, the layout batch, number of denoiser calls).
 
-    ``cond`` replaces the conditions of the layout (by default those of ``n`` training items, so
-    a conditional model samples the data's class balance); the returned layout carries the
-    conditions used. ``guidance`` is the classifier-free guidance scale (default
+    ``cond`` overrides, name by name, the conditions of the layout (by default those of ``n``
+    training items, so a conditional model samples the data's class balance; a ``None`` value
+    stands for that condition's null value); the returned layout carries the conditions used. ``guidance`` is the classifier-free guidance scale (default
     ``config["sample"]["guidance"]``; 1 = the plain conditional model), contrasting each condition
     with its null value (:mod:`polydiff.conditions`). Other ``options`` go to
     :func:`polydiff.sampling.run_sampler` (e.g. ``known=(values, known_mask)`` to impute).
@@ -84,9 +85,15 @@ def generate(
     get_sampler(sampler)  # fail before any work on an unknown name
     layout = sample_layout(modality, config, n, seed, dataset).to(device)
     gen = torch.Generator(device=device).manual_seed(seed)
-    noise = modality.shape_noise(randn_like_state(layout.x, generator=gen), layout.mask)
+    space = hooks.noise_space(modality, config)
+    noise = space.project(randn_like_state(layout.x, generator=gen), layout.mask)
     sde = sde or build_sde(config["sde"])
-    use_cond = filter_cond(modality, layout.cond) if cond is None else dict(cond)
+    base = filter_cond(modality, layout.cond)
+    given = dict(cond or {})
+    for k in [k for k, v in given.items() if v is None and k in base]:
+        given[k] = null_conditions({k: base[k]}, modality)[k]  # None: the null condition
+    _check_given(base, given)
+    use_cond = {**base, **{k: v for k, v in given.items() if v is not None}}
     use_cond = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in use_cond.items()}
     layout = Batch(layout.x, layout.mask, use_cond)
     if guidance is None:
@@ -103,7 +110,7 @@ def generate(
             schedule=None if schedule in ("default", "", None) else schedule,
             mask=layout.mask,
             cond=use_cond,
-            noise_fn=modality.shape_noise,
+            project=space.project,
             generator=gen,
             callback=callback,
             **options,

@@ -14,8 +14,14 @@ torch.autograd), or the exact trace (``estimator="exact"``: one vector-Jacobian 
 for small states and tests). The solvers are private to this module: a fixed-step Heun on EDM's
 sigma grid (uniform in sigma^(1/7)) and an adaptive Dormand–Prince 5(4); the error control of the
 latter covers the running log-density too. The state is computed in float64 when ``x`` is float64,
-else float32. Modality noise hooks (e.g. zero centre of mass) are not applied: the density is over
-all valid entries.
+else float32.
+
+Noise spaces. When the data live in a linear subspace (a modality's ``noise_space``: zero centre
+of mass, symmetric adjacency), pass it as ``noise_space``: the denoiser's output and the trace
+probes are projected onto it, n becomes its dimension (3(N - 1) for a zero-mean cloud, N(N - 1)/2
+for a hollow symmetric matrix) and the prior is the Gaussian of the subspace, so ``logp`` is the
+density with respect to the subspace's own volume. Without it the density is over all valid
+entries (and is -inf-like wrong for data confined to a subspace).
 
 Coordinates. The data point ``x`` is read as the *scaled* state x_{t_min} of the SDE (Song et al.
 evaluate data at t = t_min without perturbing it), so the result is the model's density of x_{t_min}
@@ -84,6 +90,7 @@ def log_likelihood(
     generator: torch.Generator | None = None,
     dequantization_offset: float = 0.0,
     max_steps: int = 10_000,
+    noise_space: Any = None,
 ) -> LikelihoodResult:
     """Log-density of ``x`` (a tensor of any rank or a mapping of tensors, batch first).
 
@@ -93,6 +100,7 @@ def log_likelihood(
     sigma^(1/7), 2 evaluations each). ``estimator``: ``"rademacher"``, ``"gaussian"`` (``n_probes`` probes drawn
     once with ``generator`` on the device of ``x``) or ``"exact"``. Padded entries (``mask == 0``)
     are held fixed and excluded from the density, the trace and the dimension count.
+    ``noise_space``: a :class:`polydiff.noise_space.NoiseSpace` the data live in (module docstring).
     """
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; available: {', '.join(METHODS)}")
@@ -110,7 +118,16 @@ def log_likelihood(
     m = pack_mask(mask, x)
     if m is not None:
         m = (m > 0).to(dtype)
-    dims = m.sum(1) if m is not None else torch.full((b,), float(n), device=device, dtype=dtype)
+    if noise_space is not None:
+        dims = noise_space.dims(x, mask).to(device=device, dtype=dtype)
+    else:
+        dims = m.sum(1) if m is not None else torch.full((b,), float(n), device=device, dtype=dtype)
+
+    def project(flat_state: Tensor) -> Tensor:
+        if noise_space is None:
+            return flat_state
+        out, _ = pack(noise_space.project(unpack(flat_state, layout), mask))
+        return out.to(flat_state.dtype)
 
     s0 = float(sde.scale(_t(sde.t_min)))
     y0 = flat / s0
@@ -128,6 +145,7 @@ def log_likelihood(
             probes = torch.randn(shape, generator=generator, device=device, dtype=dtype)
         if m is not None:
             probes = probes * m
+        probes = torch.stack([project(p) for p in probes])
 
     nfe = 0
 
@@ -140,10 +158,10 @@ def log_likelihood(
         with torch.enable_grad():
             yg = y.detach().requires_grad_(True)
             d, _ = pack(denoiser(unpack(yg, layout), sigma, **cond))
-            d = d.to(dtype)
+            d = project(d.to(dtype))
             if m is not None:
                 d = d * m
-            trace = _trace(d, yg, probes)
+            trace = _trace(d, yg, probes, project)
         dx = y - d.detach()
         if m is not None:
             dx = dx * m
@@ -157,7 +175,7 @@ def log_likelihood(
             end = _dopri5(rhs, start, sde.sigma_min, sde.sigma_max, rtol, atol, max_steps)
 
     y1, delta = end[:, :n], end[:, n]
-    prior = sde.prior_logp(y1, m)
+    prior = sde.prior_logp(y1, m, dims=dims if noise_space is not None else None)
     log_scale = -dims * math.log(s0)
     logp = prior + delta + log_scale
     bpd = -logp / (dims.clamp_min(1) * math.log(2)) + dequantization_offset
@@ -173,8 +191,12 @@ def log_likelihood(
     )
 
 
-def _trace(d: Tensor, y: Tensor, probes: Tensor | None) -> Tensor:
-    """tr(dd/dy) per sample: Hutchinson over ``probes`` (K, B, n), or exact when ``probes`` is None."""
+def _trace(
+    d: Tensor, y: Tensor, probes: Tensor | None, project: Callable[[Tensor], Tensor]
+) -> Tensor:
+    """tr(P dd/dy P) per sample (P = ``project``, the noise space's orthogonal projection):
+    Hutchinson over ``probes`` (K, B, n, already projected), or exact when ``probes`` is None —
+    sum_j (P e_j)^T J (P e_j), one vector-Jacobian product per entry."""
     b, n = y.shape
     if not d.requires_grad:  # d does not depend on y
         return torch.zeros(b, device=y.device, dtype=y.dtype)
@@ -189,7 +211,8 @@ def _trace(d: Tensor, y: Tensor, probes: Tensor | None) -> Tensor:
         for j in range(n):
             eye.zero_()
             eye[:, j] = 1
-            total = total + vjp(eye, j < n - 1)[:, j]
+            v = project(eye)
+            total = total + (vjp(v, j < n - 1) * v).sum(1)
         return total
     k = probes.shape[0]
     for i in range(k):

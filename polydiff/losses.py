@@ -54,6 +54,7 @@ from polydiff.state import (
     State,
     apply_mask,
     batch_size,
+    check_mask,
     expand_mask,
     mask_leaf,
     masked_mean_per_sample,
@@ -197,10 +198,16 @@ class DSMLoss:
         mask: Mask = None,
         cond: Mapping[str, Any] | None = None,
         noise_fn: NoiseFn | None = None,
+        project: NoiseFn | None = None,
         sigma: Sigma | None = None,
         generator: torch.Generator | None = None,
     ) -> Tensor:
-        """Per-sample loss ``(B,)``; ``generator`` draws the levels and the noise."""
+        """Per-sample loss ``(B,)``; ``generator`` draws the levels and the noise.
+
+        ``project(state, mask)``: the modality's noise-space projection, applied to the noise and
+        to the denoiser's output (``noise_fn``, contract 1's hook, to the noise only).
+        """
+        check_mask(x0, mask, "loss")
         b = batch_size(x0)
         device = state_device(x0)
         correction = None
@@ -211,9 +218,13 @@ class DSMLoss:
         noise = randn_like_state(x0, generator)
         if noise_fn is not None:
             noise = noise_fn(noise, mask)
+        if project is not None:
+            noise = project(noise, mask)
         noise = apply_mask(noise, mask)
         x = tree_map(lambda a, s, n: a + s.to(a.dtype) * n, x0, levels, noise)
         denoised = denoiser(x, sigma, **(cond or {}))
+        if project is not None:
+            denoised = project(denoised, mask)
 
         def sq_err(d: Tensor, a: Tensor, s: Tensor) -> Tensor:
             dt = torch.promote_types(a.dtype, torch.float32)

@@ -264,9 +264,9 @@ def evaluate_samples(
     ``TypeError`` when a metric returns something other than a mapping of numbers and strings.
     """
     from polydiff.errors import UserError
+    from polydiff.hooks import call
 
-    get = getattr(modality, "metrics", None)
-    metrics = dict(get() or {}) if callable(get) else {}
+    metrics = dict(call(modality, "metrics") or {})
     name = getattr(modality, "name", type(modality).__name__)
     if not metrics:
         raise UserError(f"the {name} modality defines no metrics to evaluate with")

@@ -29,11 +29,12 @@ import importlib.metadata
 import os
 import re
 import threading
+import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from polydiff.protocol import PROTOCOL_VERSION, missing_members
+from polydiff.protocol import deprecations, missing_members, signature_problems, version_problem
 
 __all__ = [
     "DISABLE_ENV",
@@ -139,6 +140,8 @@ class PluginInfo:
     target: str
     status: str
     reason: str | None = None
+    #: one line when the plugin loads but needs attention (newer contract minor, contract-1 names)
+    warning: str | None = None
 
 
 @dataclass
@@ -154,10 +157,12 @@ class _Claim:
     status: str = "unchecked"
     reason: str | None = None
     error: BaseException | None = None
+    warning: str | None = None
 
     def info(self) -> PluginInfo:
         return PluginInfo(
-            self.name, self.distribution, self.version, self.target, self.status, self.reason
+            self.name, self.distribution, self.version, self.target, self.status, self.reason,
+            self.warning,
         )
 
 
@@ -212,6 +217,7 @@ class Registry:
         if problem is not None:
             raise BrokenPlugin(label, distribution, version, problem)
         claim = _Claim(obj.name, distribution, version, target, obj=obj, status="ok")
+        claim.warning = _warning(obj, label, distribution, version)
         with self._lock:
             self._add(claim, replace=True)
 
@@ -328,6 +334,7 @@ class Registry:
         problem = _problem(obj, claim.name)
         if problem is None:
             claim.status, claim.obj = "ok", obj
+            claim.warning = _warning(obj, claim.name, claim.distribution, claim.version)
         else:
             claim.status, claim.reason = "broken", problem
 
@@ -374,6 +381,8 @@ def _problem(obj: Any, expected_name: str | None) -> str | None:
     """Why ``obj`` cannot serve as the modality ``expected_name``, in one line, or ``None``.
 
     ``expected_name=None`` (in-memory registration) skips the entry-point name comparison.
+    Checks, in order: required members, the contract version, the name, and every implemented
+    member's signature against its declaration (the first mismatch is named).
 
     Looking at members runs plugin code too (properties, ``__getattr__``), hence the guard.
     """
@@ -381,21 +390,37 @@ def _problem(obj: Any, expected_name: str | None) -> str | None:
         missing = missing_members(obj)
         if missing:
             return "missing required members: " + ", ".join(missing)
-        version = obj.protocol_version
-        if isinstance(version, bool) or version != PROTOCOL_VERSION:
-            if isinstance(version, int) and not isinstance(version, bool):
-                side = "polydiff" if version > PROTOCOL_VERSION else "the plugin"
-                advice = f"; upgrade {side}"
-            else:
-                advice = ""
-            return f"protocol_version {version!r} is incompatible with this polydiff's {PROTOCOL_VERSION}{advice}"
+        problem, _ = version_problem(obj.protocol_version)
+        if problem is not None:
+            return problem
         if not isinstance(obj.name, str):
             return f"name must be a string, not {type(obj.name).__name__}"
         if expected_name is not None and obj.name != expected_name:
             return f"object is named {obj.name!r} but its entry point is named {expected_name!r}"
+        mismatches = signature_problems(obj)
+        if mismatches:
+            more = f" (and {len(mismatches) - 1} more)" if len(mismatches) > 1 else ""
+            return f"member signature: {mismatches[0]}{more}"
     except (Exception, SystemExit) as exc:
         return f"checking its members raised {_describe(exc)}"
     return None
+
+
+def _warning(obj: Any, name: str, distribution: str, version: str) -> str | None:
+    """The load-time warning of a usable plugin (also issued through :mod:`warnings`), or None."""
+    try:
+        notes = [w for w in (version_problem(obj.protocol_version)[1],) if w]
+        notes += deprecations(obj)
+    except Exception:
+        return None
+    if not notes:
+        return None
+    text = "; ".join(notes)
+    category = DeprecationWarning if not notes[0].startswith("written for") else UserWarning
+    warnings.warn(
+        f"modality {name!r} from {_dist_label(distribution, version)}: {text}", category, stacklevel=3
+    )
+    return text
 
 
 def _describe(exc: BaseException) -> str:

@@ -74,10 +74,12 @@ class SDE:
         std = self.prior_std()
         return tree_map(lambda n: n * std, noise)
 
-    def prior_logp(self, x: State, mask: Mask = None) -> Tensor:
+    def prior_logp(self, x: State, mask: Mask = None, dims: Tensor | None = None) -> Tensor:
         """Log-density of the prior N(0, prior_std^2 I) at unscaled ``x``, per sample ``(B,)``.
 
-        Summed over every valid entry (``mask``) of every tensor of the state.
+        Summed over every valid entry (``mask``) of every tensor of the state; ``dims`` (B,)
+        replaces the count of valid entries when ``x`` lies in a subspace of that dimension
+        (a modality's noise space), the Gaussian being the one of that subspace.
         """
         std = self.prior_std()
         items = x.items() if isinstance(x, Mapping) else [(None, x)]
@@ -96,6 +98,8 @@ class SDE:
             )
             sq = s if sq is None else sq + s
             count = c if count is None else count + c
+        if dims is not None:
+            count = dims.to(sq.dtype)
         return -0.5 * sq / std**2 - count * (math.log(std) + 0.5 * math.log(2 * math.pi))
 
     # ---- the forward SDE ---------------------------------------------------------------------

@@ -1,8 +1,17 @@
 """The diffusion state: a tensor of any rank, or a mapping of named tensors.
 
 Every tensor in a state has the batch as its first dimension. A mask is ``None`` (all entries
-valid) or has the same structure as the state, each mask tensor holding the leading dimensions of
-its state tensor (``(B, N)`` for points of shape ``(B, N, 3)``) and broadcasting over the rest.
+valid) or has the same structure as the state: for a mapping state, a mapping with every key of the
+state (a ``None`` value marks that tensor as unpadded — a missing key is an error, never a silent
+"unmasked"). Each mask tensor lines up with the *leading* dimensions of its state tensor and
+broadcasts over the rest: ``(B, N)`` for points of shape ``(B, N, 3)``. A mask dimension after the
+batch may also be 1 to broadcast there, which is how channel-first data is masked: audio
+``(B, C, T)`` takes a ``(B, 1, T)`` time mask (a ``(B, T)`` mask is refused: it would line up
+with the channels). Pair data (an adjacency ``(B, N, N)``) takes a pair mask ``(B, N, N)``, made
+from a node mask by :func:`pair_mask`; a ``(B, N)`` node mask on it would mask rows only, and
+the pair data's noise space (:class:`polydiff.noise_space.SymmetricHollow`) refuses it (only the
+space knows the tensor holds pairs). Every entry point of the core (collation, losses, samplers)
+validates masks with :func:`check_mask`.
 Samplers work on one flat ``(B, D)`` tensor; :func:`pack` / :func:`unpack` convert.
 """
 
@@ -16,6 +25,65 @@ from torch import Tensor
 
 State = Tensor | Mapping[str, Tensor]
 Mask = Tensor | Mapping[str, Tensor] | None
+
+
+class MaskError(ValueError):
+    """A mask that does not line up with its state; the message names the key and both shapes."""
+
+
+def _shape(t: Tensor) -> str:
+    return "(" + ", ".join(str(d) for d in t.shape) + ")"
+
+
+def _check_leaf(x: Tensor, m: Tensor, where: str) -> None:
+    if not isinstance(m, Tensor):
+        raise MaskError(f"{where}: mask is a {type(m).__name__}, not a tensor")
+    if m.ndim < 1 or m.ndim > x.ndim:
+        raise MaskError(
+            f"{where}: mask {_shape(m)} has rank {m.ndim}, state {_shape(x)} has rank {x.ndim}; "
+            "a mask covers the batch and some leading dimensions"
+        )
+    for i, (dm, dx) in enumerate(zip(m.shape, x.shape, strict=False)):
+        if dm != dx and not (i > 0 and dm == 1):
+            raise MaskError(
+                f"{where}: mask {_shape(m)} does not line up with state {_shape(x)}: dimension "
+                f"{i} is {dm} in the mask and {dx} in the state (a mask holds the leading "
+                "dimensions of its tensor; use 1 to broadcast, e.g. (B, 1, T) for (B, C, T))"
+            )
+
+
+def check_mask(state: State, mask: Mask, where: str = "mask") -> None:
+    """Raise :class:`MaskError` unless ``mask`` fits ``state`` (module docstring); ``where`` names
+    the caller in the message."""
+    if mask is None:
+        return
+    if isinstance(state, Mapping):
+        if not isinstance(mask, Mapping):
+            raise MaskError(
+                f"{where}: the state is a mapping ({', '.join(state)}) but the mask is a "
+                f"{type(mask).__name__}; give a mapping with the same keys"
+            )
+        missing = [k for k in state if k not in mask]
+        extra = [k for k in mask if k not in state]
+        if missing:
+            raise MaskError(
+                f"{where}: mask has no entry for state key {missing[0]!r} (give None to mark it unpadded)"
+            )
+        if extra:
+            raise MaskError(f"{where}: mask key {extra[0]!r} is not in the state ({', '.join(state)})")
+        for k, v in state.items():
+            if mask[k] is not None:
+                _check_leaf(v, mask[k], f"{where} [{k}]")
+        return
+    if isinstance(mask, Mapping):
+        raise MaskError(f"{where}: the state is a tensor {_shape(state)} but the mask is a mapping")
+    _check_leaf(state, mask, where)
+
+
+def pair_mask(node_mask: Tensor) -> Tensor:
+    """``(B, N)`` node mask -> ``(B, N, N)`` mask of the pairs of valid nodes."""
+    m = node_mask.to(torch.float32) if not node_mask.is_floating_point() else node_mask
+    return (m[:, :, None] * m[:, None, :]).to(node_mask.dtype)
 
 
 def append_dims(x: Tensor, ndim: int) -> Tensor:

@@ -127,7 +127,7 @@ def test_imputation_on_a_mapping_with_a_ragged_mask():
     def den(x, sigma):
         return {k: v / (1 + _bcast(sigma, v) ** 2) for k, v in x.items()}
 
-    mask = {"p": torch.tensor([[1, 1, 0], [1, 0, 0]], dtype=torch.bool)}
+    mask = {"p": torch.tensor([[1, 1, 0], [1, 0, 0]], dtype=torch.bool), "q": None}
     noise = {"p": torch.randn(2, 3, 2) * mask["p"][..., None], "q": torch.randn(2, 4)}
     values = {"p": torch.full((2, 3, 2), 5.0), "q": torch.zeros(2, 4)}
     known = {

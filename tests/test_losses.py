@@ -161,7 +161,7 @@ def test_mapping_state_with_mask():
         "a": torch.randn(2, 3, generator=g, dtype=F64),
         "b": torch.randn(2, 2, 2, generator=g, dtype=F64),
     }
-    mask = {"b": torch.tensor([[1, 0], [1, 1]])}
+    mask = {"a": None, "b": torch.tensor([[1, 0], [1, 1]])}  # None: "a" is not padded
     noise = {k: torch.randn(v.shape, generator=g, dtype=F64) for k, v in x0.items()}
     sigma = torch.tensor([0.7, 1.3], dtype=F64)
     loss = loss_fn(exact_denoiser, x0, mask=mask, sigma=sigma, noise_fn=lambda z, m: noise)

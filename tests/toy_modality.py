@@ -12,6 +12,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from polydiff.noise_space import PerKey, ZeroMean
 from polydiff.protocol import Batch, DataError, Modality
 
 MAX_N = 6
@@ -23,7 +24,8 @@ class ToySets(torch.utils.data.Dataset):
         self.items = []
         for _ in range(n):
             k = int(torch.randint(3, MAX_N + 1, (1,), generator=g))
-            pos = torch.randn(k, 2, generator=g) * 0.3 + 0.5
+            pos = torch.randn(k, 2, generator=g) * 0.3
+            pos = pos - pos.mean(0)  # the modality's noise space: zero centre of mass
             self.items.append({"pos": pos, "val": pos.sum(1) - 1.0})
 
     def __len__(self) -> int:
@@ -83,12 +85,9 @@ class ToyModality(Modality):
     def build_network(self, config: Mapping[str, Any]) -> nn.Module:
         return ToyNet(int(config["model"]["width"]))
 
-    def shape_noise(self, noise, mask):
+    def noise_space(self, config: Mapping[str, Any]) -> PerKey:
         # zero centre of mass over the valid elements, as a point-cloud modality would
-        pos = noise["pos"]
-        m = mask["pos"][..., None] if mask is not None else torch.ones_like(pos[..., :1])
-        mean = (pos * m).sum(1, keepdim=True) / m.sum(1, keepdim=True).clamp_min(1)
-        return {"pos": (pos - mean) * m, "val": noise["val"]}
+        return PerKey({"pos": ZeroMean(axis=1)})
 
     def write_samples(self, samples, out_dir: Path, *, mask=None, cond=None, prefix="sample"):
         out_dir.mkdir(parents=True, exist_ok=True)

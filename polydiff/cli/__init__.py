@@ -13,6 +13,7 @@ import typer
 from polydiff import __version__
 from polydiff.cli.evaluate import evaluate_command
 from polydiff.cli.modalities import modalities_command
+from polydiff.cli.plugin import plugin_app
 from polydiff.cli.sample import sample_command
 from polydiff.cli.samplers import samplers_command
 from polydiff.cli.train import train_command
@@ -47,6 +48,7 @@ app.command("samplers")(samplers_command)
 app.command("train")(train_command)
 app.command("sample")(sample_command)
 app.command("evaluate")(evaluate_command)
+app.add_typer(plugin_app, name="plugin")
 
 
 def main() -> None:

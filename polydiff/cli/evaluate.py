@@ -10,9 +10,10 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 
 from polydiff.cli.common import console, fail, user_errors
-from polydiff.cli.tasks import ClassOption, GuidanceOption
+from polydiff.cli.tasks import ClassOption, CondOption, GuidanceOption
 
 DEFAULT_N = 500
 
@@ -25,6 +26,13 @@ def _fmt(value: Any) -> str:
     return f"{value:.3e}"
 
 
+def _slug(text: str) -> str:
+    """A file-name-safe rendering of a ``--cond`` option."""
+    import re
+
+    return re.sub(r"[^A-Za-z0-9_.=-]+", "_", text)[:40]
+
+
 def _table(name: str, result: Mapping[str, Any]):
     from rich.table import Table
 
@@ -32,15 +40,15 @@ def _table(name: str, result: Mapping[str, Any]):
 
     keys = [k for k in result if not k.startswith(REFERENCE_PREFIX)]
     refs = {k[len(REFERENCE_PREFIX) :]: v for k, v in result.items() if k.startswith(REFERENCE_PREFIX)}
-    table = Table(title=name, title_justify="left")
+    table = Table(title=escape(name), title_justify="left")
     table.add_column("metric")
     table.add_column("samples", justify="right")
     if refs:
         table.add_column("real data", justify="right")
     for key in keys + [k for k in refs if k not in result]:
-        row = [key, _fmt(result[key]) if key in result else ""]
+        row = [escape(key), escape(_fmt(result[key])) if key in result else ""]
         if refs:
-            row.append(_fmt(refs[key]) if key in refs else "")
+            row.append(escape(_fmt(refs[key])) if key in refs else "")
         table.add_row(*row)
     return table
 
@@ -53,6 +61,7 @@ def evaluate_command(
     seed: Annotated[int | None, typer.Option(help="Random seed (default: the run's sample.seed).")] = None,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
     class_: ClassOption = None,
+    cond: CondOption = None,
     guidance: GuidanceOption = None,
     features: Annotated[
         str | None,
@@ -68,14 +77,14 @@ def evaluate_command(
     """
     with user_errors():
         from polydiff.cli.runs import check_sampler, load_denoiser, read_record, sample_run, to_cpu
-        from polydiff.cli.tasks import LABEL, class_labels, network_classes
+        from polydiff.cli.tasks import LABEL, class_labels, network_classes, read_conditions
+        from polydiff.hooks import call
 
         cfg, name = read_record(run_dir)
         from polydiff.registry import get_registry
 
         plugin = get_registry().load(name)
-        get_metrics = getattr(plugin, "metrics", None)
-        if not callable(get_metrics) or not get_metrics():
+        if not call(plugin, "metrics"):
             raise fail(f"the {name} modality defines no metrics (its metrics() is empty); nothing to evaluate")
         sc = cfg["sample"]
         sampler = sampler or sc["sampler"]
@@ -94,10 +103,16 @@ def evaluate_command(
         from polydiff.metrics import evaluate_samples
 
         run = load_denoiser(run_dir, plugin, cfg, device=device)
+        cond_specs = list(cond or [])  # `cond` is reused below for the samples' conditions
+        conditions = read_conditions(cond_specs, plugin, cfg, n)
+        if class_ is not None and LABEL in conditions:
+            raise fail("--class is shorthand for --cond label=...: give one of them")
         labels = class_labels(class_, plugin, network_classes(run), n)
-        options: dict[str, Any] = {"guidance": guidance}
         if labels is not None:
-            options["cond"] = {LABEL: labels}
+            conditions[LABEL] = labels
+        options: dict[str, Any] = {"guidance": guidance}
+        if conditions:
+            options["cond"] = conditions
         ckpt, meta = run.checkpoint, run.meta
         t0 = time.perf_counter()
         x, layout, nfe = sample_run(
@@ -116,6 +131,7 @@ def evaluate_command(
         t_metrics = time.perf_counter() - t0
 
         task = "" if class_ is None else f"-class{class_.replace(',', '_')}"
+        task += "".join(f"-{_slug(c)}" for c in cond_specs)
         task += "" if guidance == float(sc.get("guidance", 1.0)) else f"-w{guidance:g}"
         out = run_dir / "eval" / f"{sampler}-{steps}{task}.json"
         report = {
@@ -129,6 +145,7 @@ def evaluate_command(
             "steps": steps,
             "schedule": schedule,
             "class": class_ or "data",
+            "cond": cond_specs,
             "guidance": guidance,
             "n": n,
             "seed": seed,
@@ -140,9 +157,9 @@ def evaluate_command(
         out.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_text(out, json.dumps(report, indent=2) + "\n")
 
-    console.print(f"[bold]{name}[/]: {n} samples, {sampler} {steps} steps, {ckpt.name} "
+    console.print(f"[bold]{escape(name)}[/]: {n} samples, {sampler} {steps} steps, {escape(ckpt.name)} "
                   f"(step {meta.get('step', '?')})", highlight=False, soft_wrap=True)
     for metric, result in results.items():
         console.print(_table(metric, result))
-    console.print(f"[bold green]wrote[/] {out} ({nfe} network evaluations, "
+    console.print(f"[bold green]wrote[/] {escape(str(out))} ({nfe} network evaluations, "
                   f"{t_sample:.1f} s sampling, {t_metrics:.1f} s metrics)", highlight=False, soft_wrap=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from polydiff.cli.common import console
@@ -28,10 +29,10 @@ def modalities_command(
     for info in infos:
         style = STATUS_STYLE.get(info.status, "")
         table.add_row(
-            info.name,
-            info.distribution,
-            info.version,
+            escape(info.name),
+            escape(info.distribution),
+            escape(info.version),
             f"[{style}]{info.status}[/]",
-            info.reason or "",
+            escape(info.reason or "") or (f"[yellow]{escape(info.warning)}[/]" if info.warning else ""),
         )
     console.print(table)

@@ -49,12 +49,8 @@ def load_denoiser(
     """The run's network with its EMA (or raw) weights, after a version-compatibility check."""
     from polydiff.checkpoint import check_compatible, load_weights
     from polydiff.generate import build_denoiser
-    from polydiff.train import (
-        best_checkpoint,
-        latest_checkpoint,
-        plugin_distribution,
-        resolve_device,
-    )
+    from polydiff.training.hardware import resolve_device
+    from polydiff.training.run_folder import best_checkpoint, latest_checkpoint, plugin_distribution
 
     if checkpoint not in ("latest", "best"):
         raise fail(f"--checkpoint {checkpoint}: expected latest or best")
@@ -67,7 +63,7 @@ def load_denoiser(
     check_compatible(
         meta,
         ckpt,
-        protocol_version=int(getattr(plugin, "protocol_version", 1)),
+        protocol_version=str(getattr(plugin, "protocol_version", 1)),
         distribution=dist_name,
         version=version,
     )

@@ -7,9 +7,10 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
 from polydiff.cli.common import console, user_errors
-from polydiff.cli.tasks import ClassOption, GuidanceOption
+from polydiff.cli.tasks import ClassOption, CondOption, GuidanceOption
 
 
 def sample_command(
@@ -21,6 +22,7 @@ def sample_command(
         str | None, typer.Option(help="Noise grid: karras, uniform, quadratic, logsnr.")
     ] = None,
     class_: ClassOption = None,
+    cond: CondOption = None,
     guidance: GuidanceOption = None,
     inpaint: Annotated[
         Path | None, typer.Option(help="Inpaint this input file (needs --mask).")
@@ -52,7 +54,14 @@ def sample_command(
     with user_errors():
         from polydiff.cli.common import fail
         from polydiff.cli.runs import check_sampler, load_denoiser, read_record, sample_run, to_cpu
-        from polydiff.cli.tasks import LABEL, class_labels, inpainting_inputs, network_classes
+        from polydiff.cli.tasks import (
+            LABEL,
+            class_labels,
+            inpainting_inputs,
+            network_classes,
+            read_conditions,
+        )
+        from polydiff.hooks import call
         from polydiff.registry import get_registry
         from polydiff.state import state_to
 
@@ -72,13 +81,20 @@ def sample_command(
         run = load_denoiser(
             run_dir, plugin, cfg, checkpoint=checkpoint, device=device, ema=not raw_weights
         )
+        conditions = read_conditions(cond, plugin, cfg, n)
+        if class_ is not None and LABEL in conditions:
+            raise fail("--class is shorthand for --cond label=...: give one of them")
         labels = class_labels(class_, plugin, network_classes(run), n)
-        options = {"guidance": guidance}
         if labels is not None:
-            options["cond"] = {LABEL: labels}
-        elif known is not None and LABEL in (getattr(plugin, "conditions", ()) or ()):
+            conditions[LABEL] = labels
+        elif known is not None and LABEL not in conditions and LABEL in (
+            getattr(plugin, "conditions", ()) or ()
+        ):
             # the class of an input to complete is unknown: the unconditional model by default
-            options["cond"] = {LABEL: class_labels("none", plugin, 0, n)}
+            conditions[LABEL] = class_labels("none", plugin, 0, n)
+        options = {"guidance": guidance}
+        if conditions:
+            options["cond"] = conditions
         if known is not None:
             options["known"] = tuple(state_to(t, run.device) for t in known)
             options["imputation_resample"] = int(resample or sc.get("imputation_resample", 1))
@@ -96,14 +112,15 @@ def sample_command(
             seed=int(sc["seed"]) if seed is None else seed,
             **options,
         )
-        writer = getattr(plugin, "write_inpainting", None)
-        if known is not None and callable(writer):
-            written = writer(to_cpu(x), to_cpu(known[0]), to_cpu(known[1]), out_dir)
+        if known is not None:
+            written = call(plugin, "write_inpainting", to_cpu(x), to_cpu(known[0]), to_cpu(known[1]), out_dir)
         else:
             written = plugin.write_samples(
-                to_cpu(x), out_dir, mask=to_cpu(layout.mask), cond=layout.cond
+                to_cpu(x), out_dir, mask=to_cpu(layout.mask),
+                cond={k: to_cpu(v) if hasattr(v, "cpu") else v for k, v in layout.cond.items()},
             )
-    console.print(f"[bold green]wrote[/] {len(written)} files to {out_dir} ({nfe} network evaluations)",
-                  highlight=False, soft_wrap=True)
+    console.print(f"[bold green]wrote[/] {len(written)} files to {escape(str(out_dir))} "
+                  f"({nfe} network evaluations)", highlight=False, soft_wrap=True)
     if written:
-        console.print(f"  {written[0]}", highlight=False, soft_wrap=True)
+        console.print(f"  {escape(str(written[0]))}", highlight=False, soft_wrap=True)
+

@@ -1,4 +1,5 @@
-"""What `polydiff sample` generates: class labels (``--class``) and inpainting inputs (``--inpaint``)."""
+"""What `polydiff sample|evaluate` generate: conditions (``--cond NAME=SPEC``, with ``--class`` as
+shorthand for ``label``) and inpainting inputs (``--inpaint``)."""
 
 from __future__ import annotations
 
@@ -9,8 +10,18 @@ import typer
 
 from polydiff.cli.common import fail
 
-#: the condition name ``--class`` sets
+#: the condition name ``--class`` abbreviates
 LABEL = "label"
+
+#: ``--cond NAME=SPEC``, repeatable, shared by `polydiff sample` and `polydiff evaluate`
+CondOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--cond",
+        help="A condition for every sample, NAME=SPEC (repeatable); the modality reads SPEC "
+        "(e.g. label=3, mel=speech.wav, nodes=20, style=vec.npy; NAME=none: the null condition).",
+    ),
+]
 
 #: ``--class`` and ``--guidance``, shared by `polydiff sample` and `polydiff evaluate`
 ClassOption = Annotated[
@@ -58,6 +69,36 @@ def class_labels(spec: str | None, plugin: Any, num_classes: int, n: int) -> Any
     return torch.tensor([values[i % len(values)] for i in range(n)], dtype=torch.long)
 
 
+def read_conditions(
+    specs: list[str] | None, plugin: Any, config: dict[str, Any], n: int
+) -> dict[str, Any]:
+    """``{name: tensor with n rows}`` from ``--cond NAME=SPEC`` options, through the plugin's
+    ``read_condition`` (a condition the modality does not take is an error, not ignored)."""
+    from polydiff.hooks import call
+
+    accepted = tuple(getattr(plugin, "conditions", ()) or ())
+    out: dict[str, Any] = {}
+    for item in specs or []:
+        name, sep, spec = item.partition("=")
+        name = name.strip()
+        if not sep or not name or not spec.strip():
+            raise fail(f"--cond {item}: expected NAME=SPEC")
+        if name not in accepted:
+            takes = ", ".join(accepted) if accepted else "no conditions"
+            raise fail(f"--cond {name}: the {plugin.name} modality takes {takes}")
+        if name in out:
+            raise fail(f"--cond {name}: given twice")
+        if spec.strip().lower() == "none":
+            out[name] = None  # generate() puts the null value of the data's own condition here
+            continue
+        value = call(plugin, "read_condition", name, spec, config, n)
+        if getattr(value, "shape", (None,))[:1] != (n,):
+            shape = tuple(getattr(value, "shape", ()))
+            raise fail(f"--cond {name}={spec}: the modality returned shape {shape}, not {n} rows")
+        out[name] = value
+    return out
+
+
 def network_classes(run: Any) -> int:
     """The class count of a loaded run's network (0 when it takes no label)."""
     return int(getattr(getattr(run.denoiser, "net", None), "num_classes", 0) or 0)
@@ -67,18 +108,19 @@ def inpainting_inputs(
     image: Path, mask: str | None, plugin: Any, config: dict[str, Any], n: int
 ) -> tuple[Any, Any]:
     """(values, known_mask) for ``n`` samples, each with a leading batch dimension of ``n``."""
-    from polydiff.state import tree_map
+    from polydiff.hooks import call, implemented
+    from polydiff.state import check_mask, tree_map
 
-    read_state = getattr(plugin, "read_state", None)
-    read_mask = getattr(plugin, "read_mask", None)
-    if not callable(read_state) or not callable(read_mask):
+    if not (implemented(plugin, "read_state") and implemented(plugin, "read_mask")):
         raise fail(f"--inpaint: the {plugin.name} modality cannot read inputs for inpainting")
     if mask is None:
         raise fail("--inpaint needs --mask (a mask file or a preset name)")
     if not image.is_file():
         raise fail(f"{image}: file not found")
-    value = read_state(image, config)  # a DataError becomes one line in user_errors()
-    known = read_mask(mask, config, value)
+    value = call(plugin, "read_state", image, config)  # a DataError becomes one line
+    known = call(plugin, "read_mask", mask, config, value)
+    check_mask(tree_map(lambda t: t.unsqueeze(0), value), tree_map(lambda t: t.unsqueeze(0), known),
+               f"{plugin.name}.read_mask")
 
     def expand(t: Any) -> Any:
         return t.unsqueeze(0).expand(n, *t.shape).contiguous()

@@ -133,18 +133,15 @@ def _train(
             run_dir = out or Path("runs") / f"{plugin.name}-{time.strftime('%Y%m%d-%H%M%S')}"
 
         from polydiff import distributed
-        from polydiff.train import (
-            NonFiniteLossError,
-            TrainingInterrupted,
-            latest_checkpoint,
-            train,
-        )
+        from polydiff.train import train
+        from polydiff.training.outcomes import NonFiniteLossError, TrainingInterrupted
+        from polydiff.training.run_folder import check_new_run, latest_checkpoint
 
         # under torchrun: join the group now so that every rank uses rank 0's run folder name
         distributed.setup(str(cfg["train"]["device"]), str(cfg["train"].get("dist_backend", "auto")))
         run_dir = Path(distributed.broadcast_object(str(run_dir)))
-        if resume is None and latest_checkpoint(run_dir) is not None:
-            raise fail(f"{run_dir}: already holds a training run (use --resume or another --out)")
+        if resume is None:
+            check_new_run(run_dir)
         world = distributed.info().world_size
         if main:
             how = f" on {world} processes" if world > 1 else ""

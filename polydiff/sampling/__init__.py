@@ -23,10 +23,11 @@ from polydiff.sampling import dpmpp as _dpmpp  # noqa: F401
 from polydiff.sampling import euler as _euler  # noqa: F401
 from polydiff.sampling import pc as _pc  # noqa: F401
 from polydiff.sampling import unipc as _unipc  # noqa: F401
+from polydiff.sampling.imputation import Imputation
 from polydiff.sampling.registry import SAMPLERS, SamplerSpec, get_sampler, register_sampler
 from polydiff.sampling.schedules import SCHEDULES, check_sigmas, get_sigmas
 from polydiff.sde import SDE
-from polydiff.state import Mask, State, apply_mask, pack, pack_mask, unpack
+from polydiff.state import Mask, State, apply_mask, check_mask, pack, pack_mask, unpack
 
 __all__ = [
     "SAMPLERS",
@@ -60,6 +61,7 @@ def run_sampler(
     mask: Mask = None,
     cond: Mapping[str, Any] | None = None,
     noise_fn: Callable[[State, Mask], State] | None = None,
+    project: Callable[[State, Mask], State] | None = None,
     generator: torch.Generator | None = None,
     callback: Callable | None = None,
     known: tuple[State, Mask] | None = None,
@@ -79,21 +81,26 @@ def run_sampler(
         mask: valid entries of ragged states; padded entries stay zero.
         cond: keyword arguments for every denoiser call.
         noise_fn: ``noise_fn(raw, mask)`` shapes the fresh noise stochastic samplers draw.
+        project: ``project(state, mask)``, the modality's noise-space projection (e.g. zero centre
+            of mass): applied to ``noise``, to every fresh noise draw (after ``noise_fn``) and to
+            every denoiser output, so the whole run stays in that subspace. It may replace
+            ``noise_fn`` when projecting is all the shaping there is.
         generator: for the fresh noise.
         callback: ``callback(i, x, denoised)`` on the packed state at every step.
         known: ``(values, known_mask)`` — impute: the entries where ``known_mask`` is 1 are fixed to
-            ``values`` (see :mod:`polydiff.guidance`).
+            ``values`` (see :mod:`polydiff.sampling.imputation`).
         imputation_resample: RePaint rounds (1: plain replacement): every block of
             ``imputation_jump`` steps runs that many times, renoised back to the block's first level
             in between (Lugmayr et al. 2022). Each block is its own grid, so multistep solvers
             restart their history per block.
         imputation_guidance: weight of reconstruction guidance on the unknown entries (0: off;
-            Ho et al. 2022), see :func:`polydiff.guidance.reconstruction_guided`.
+            Ho et al. 2022), see :func:`polydiff.sampling.imputation.reconstruction_guided`.
         denoise_final: True: the last step goes to sigma = 0 and returns D. False: sampling stops at
             the smallest nonzero level and returns the noisy state there.
         options: passed to the sampler (``eta``, ``s_churn``, ``order``, ``rtol`` ...).
     """
     spec = get_sampler(sampler)
+    imputation = Imputation(known, imputation_resample, imputation_jump, imputation_guidance)
     if sigmas is None:
         sigmas = get_sigmas(sde, steps, schedule or spec.default_schedule)
     else:
@@ -101,6 +108,9 @@ def run_sampler(
     if not denoise_final and sigmas[-1] == 0:
         sigmas = sigmas[:-1]
     cond = dict(cond or {})
+    check_mask(noise, mask, "run_sampler mask")
+    if project is not None:
+        noise = project(noise, mask)
     x_init = sde.prior_sample(noise)
     s0 = float(sigmas[0])
     if abs(s0 - sde.sigma_max) > 1e-6 * sde.sigma_max:
@@ -117,61 +127,28 @@ def run_sampler(
     def flat_denoiser(x: Tensor, sigma: Tensor) -> Tensor:
         nonlocal nfe
         nfe += 1
-        out, _ = pack(denoiser(unpack(x, layout), sigma, **cond))
-        return out if flat_mask is None else out * flat_mask
+        out = denoiser(unpack(x, layout), sigma, **cond)
+        if project is not None:
+            out = project(out, mask)
+        flat_out, _ = pack(out)
+        return flat_out if flat_mask is None else flat_out * flat_mask
 
     def draw(like: Tensor) -> Tensor:
         raw = torch.randn(like.shape, device=like.device, dtype=like.dtype, generator=generator)
-        if noise_fn is None and flat_mask is None:
+        if noise_fn is None and project is None and flat_mask is None:
             return raw
         state = unpack(raw, layout)
         if noise_fn is not None:
             state = noise_fn(state, mask)
+        if project is not None:
+            state = project(state, mask)
         out, _ = pack(apply_mask(state, mask))
         return out
 
-    model = flat_denoiser
-    if known is not None:
-        from polydiff.guidance import reconstruction_guided, replacement_denoiser
-
-        values, known_mask = known
-        flat_values, _ = pack(values)
-        flat_known = pack_mask(known_mask, values)
-        flat_known = torch.ones_like(flat) if flat_known is None else flat_known
-        if imputation_guidance > 0:
-            model = reconstruction_guided(
-                flat_denoiser, flat_values.to(flat), flat_known, imputation_guidance
-            )
-        # deterministic solvers see one fixed noise draw on the known entries, stochastic ones fresh
-        eps = draw if spec.stochastic or imputation_resample > 1 else pack(noise)[0]
-        model = replacement_denoiser(model, flat_values.to(flat), flat_known, eps)
-
-    if imputation_resample < 1 or imputation_jump < 1:
-        raise ValueError("imputation_resample and imputation_jump must be >= 1")
-    if imputation_resample == 1:
-        x = spec.fn(model, flat, sigmas, noise=draw, callback=callback, **options)
-    else:
-        x = flat
-        sig = sigmas.tolist()
-        n = len(sig) - 1
-        n_noisy = n - 1 if sig[-1] == 0 else n  # the step to 0 is never repeated
-        starts = [*range(0, n_noisy, imputation_jump), *([n_noisy] if n_noisy < n else [])]
-        for start in starts:
-            end = n if start == n_noisy else min(start + imputation_jump, n_noisy)
-            rounds = imputation_resample if sig[end] > 0 else 1
-            for r in range(rounds):
-                step_cb = (
-                    None if callback is None else (lambda j, *a, _s=start: callback(_s + j, *a))
-                )
-                x = spec.fn(
-                    model, x, sigmas[start : end + 1], noise=draw, callback=step_cb, **options
-                )
-                if r + 1 < rounds:  # renoise back to the block's first level (RePaint's jump)
-                    x = x + math.sqrt(sig[start] ** 2 - sig[end] ** 2) * draw(x)
-    if known is not None:
-        s_end = float(sigmas[-1])
-        fill = flat_values.to(flat) + (s_end * pack(noise)[0] if s_end > 0 else 0.0)
-        x = torch.where(flat_known > 0, fill, x)
+    x = imputation.run(
+        spec, flat_denoiser, flat, sigmas, draw=draw, noise=pack(noise)[0], callback=callback,
+        **options,
+    )
     if flat_mask is not None:
         x = x * flat_mask
     return SampleResult(unpack(x, layout), nfe, sigmas)

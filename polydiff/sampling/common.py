@@ -45,6 +45,18 @@ def phi(h: float, k: int) -> float:
     return j
 
 
+def noisy_steps(sig: list[float]) -> int:
+    """Steps between nonzero levels of the grid ``sig``; the step to 0, if any, is not counted
+    because it only returns D (it needs no history and is always first order)."""
+    return len(sig) - 1 - (1 if sig[-1] == 0 else 0)
+
+
+def resolve_lower_order_final(lower_order_final: bool | None, sig: list[float]) -> bool:
+    """Lower-order final steps for multistep solvers: as given, else on when the grid has fewer
+    than 10 steps (the rule of Lu et al.'s code, which stabilises very short runs)."""
+    return len(sig) - 1 < 10 if lower_order_final is None else bool(lower_order_final)
+
+
 def multistep_order(i: int, n: int, order: int, lower_order_final: bool) -> int:
     """The order of step ``i`` of ``n`` for a multistep method: warm up from 1, and with
     ``lower_order_final`` let the last steps drop order so every step has enough history."""

@@ -13,18 +13,14 @@ from __future__ import annotations
 
 import math
 
-from polydiff.sampling.common import multistep_order, phi, sigma_batch
+from polydiff.sampling.common import (
+    multistep_order,
+    noisy_steps,
+    phi,
+    resolve_lower_order_final,
+    sigma_batch,
+)
 from polydiff.sampling.registry import register_sampler
-
-
-def _n_steps(sig: list[float]) -> int:
-    """Steps between nonzero levels (the step to 0, if any, is always first order)."""
-    return len(sig) - 1 - (1 if sig[-1] == 0 else 0)
-
-
-def _lof(lower_order_final: bool | None, sig: list[float]) -> bool:
-    """Lower-order final steps: as given, else when the grid has fewer than 10 steps."""
-    return len(sig) - 1 < 10 if lower_order_final is None else bool(lower_order_final)
 
 
 @register_sampler(
@@ -37,8 +33,8 @@ def _lof(lower_order_final: bool | None, sig: list[float]) -> bool:
 def sample_dpmpp_2m(denoiser, x, sigmas, *, noise=None, callback=None, lower_order_final=None):
     """Lu et al. (2022) Alg. 2: D_hat = (1 + 1/2r) D_i - 1/2r D_{i-1}, x' = (s'/s) x + (1 - s'/s) D_hat."""
     sig = sigmas.tolist()
-    n = _n_steps(sig)
-    lof = _lof(lower_order_final, sig)
+    n = noisy_steps(sig)
+    lof = resolve_lower_order_final(lower_order_final, sig)
     old, h_old = None, None
     for i in range(len(sig) - 1):
         s, s_next = sig[i], sig[i + 1]
@@ -70,8 +66,8 @@ def sample_dpmpp_2m(denoiser, x, sigmas, *, noise=None, callback=None, lower_ord
 def sample_dpmpp_3m(denoiser, x, sigmas, *, noise=None, callback=None, lower_order_final=None):
     """x' = e^-h x + J_0 D + J_1 D' + J_2 D'', D' and D'' from the quadratic through the last 3 outputs."""
     sig = sigmas.tolist()
-    n = _n_steps(sig)
-    lof = _lof(lower_order_final, sig)
+    n = noisy_steps(sig)
+    lof = resolve_lower_order_final(lower_order_final, sig)
     hist: list[tuple[float, object]] = []  # (lambda, D), newest last
     for i in range(len(sig) - 1):
         s, s_next = sig[i], sig[i + 1]
@@ -118,8 +114,8 @@ def sample_dpmpp_2m_sde(
     if eta < 0:
         raise ValueError(f"dpmpp_2m_sde needs eta >= 0, got {eta}")
     sig = sigmas.tolist()
-    n = _n_steps(sig)
-    lof = _lof(lower_order_final, sig)
+    n = noisy_steps(sig)
+    lof = resolve_lower_order_final(lower_order_final, sig)
     old, h_old = None, None
     for i in range(len(sig) - 1):
         s, s_next = sig[i], sig[i + 1]

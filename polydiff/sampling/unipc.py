@@ -15,8 +15,13 @@ import math
 
 import numpy as np
 
-from polydiff.sampling.common import multistep_order, phi, sigma_batch
-from polydiff.sampling.dpmpp import _lof, _n_steps
+from polydiff.sampling.common import (
+    multistep_order,
+    noisy_steps,
+    phi,
+    resolve_lower_order_final,
+    sigma_batch,
+)
 from polydiff.sampling.registry import register_sampler
 
 
@@ -55,8 +60,8 @@ def sample_unipc(
     if variant not in ("bh1", "bh2"):
         raise ValueError(f"unknown unipc variant {variant!r}: use 'bh1' or 'bh2'")
     sig = sigmas.tolist()
-    n = _n_steps(sig)
-    lof = _lof(lower_order_final, sig)
+    n = noisy_steps(sig)
+    lof = resolve_lower_order_final(lower_order_final, sig)
     hist: list[tuple[float, object]] = []  # (lambda, D) of earlier levels, newest last
     denoised = denoiser(x, sigma_batch(sigmas[0], x))
     for i in range(len(sig) - 1):

@@ -36,6 +36,8 @@ from torch import Tensor
 
 from polydiff import metrics as M
 from polydiff.config import data_source
+from polydiff_images.data import build_dataset as build_images_dataset
+from polydiff_images.defaults import DEFAULT_CONFIG
 
 __all__ = ["CONFIDENCE", "PR_K", "evaluate_images", "metrics_for_modality"]
 
@@ -191,22 +193,19 @@ def metrics_for_modality(modality: Any = None) -> dict[str, Any]:
     """The mapping ``ImagesModality.metrics()`` returns: ``{"quality": evaluate(samples, config)}``.
 
     ``evaluate`` rebuilds the run's data (its ``data.path`` or built-in ``data.dataset``) with
-    ``modality.build_dataset`` (default: the registered images modality), then calls
+    ``modality.build_dataset`` (default: :func:`polydiff_images.data.build_dataset`, the images
+    modality's own), then calls
     :func:`evaluate_images` with the test split as the reference and the train split for the
     ``reference/...`` row.
     """
 
     def evaluate(samples: Any, config: Mapping[str, Any]) -> dict[str, float | int | str]:
-        from polydiff_images import DEFAULT_CONFIG
-
-        plugin = modality
-        if plugin is None:
-            from polydiff_images import modality as plugin
+        build_dataset = build_images_dataset if modality is None else modality.build_dataset
         data = copy.deepcopy(DEFAULT_CONFIG["data"])
         data.update(config.get("data") or {})
         source = data_source(data)
-        test_x, test_y = _stack(plugin.build_dataset(source, config, "test"))
-        train_x, train_y = _stack(plugin.build_dataset(source, config, "train"))
+        test_x, test_y = _stack(build_dataset(source, config, "test"))
+        train_x, train_y = _stack(build_dataset(source, config, "train"))
         builtin = None if data.get("path") else str(data["dataset"])
         seed = int((config.get("sample") or {}).get("seed", 0))
         spec = (config.get("eval") or {}).get("features")

@@ -51,7 +51,7 @@ import numpy as np
 import torch
 
 from polydiff.protocol import DataError
-from polydiff_images.data import TensorImageDataset, resolve_data_config
+from polydiff_images.datasets_common import FOLDER_RESOLUTION, TensorImageDataset, requested_size
 
 __all__ = [
     "BACKGROUND",
@@ -60,6 +60,7 @@ __all__ = [
     "FolderIndex",
     "build_folder",
     "folder_channels",
+    "folder_size",
     "folder_split_indices",
     "load_image",
     "scan_folder",
@@ -167,6 +168,19 @@ def folder_channels(index: FolderIndex) -> int:
     return _channels_of(tuple(stamps))
 
 
+def folder_size(
+    data_config: Mapping[str, Any], root: str | Path, *, index: FolderIndex | None = None
+) -> dict[str, Any]:
+    """:func:`~polydiff_images.datasets_common.requested_size` with auto values resolved for the
+    folder ``root``: :data:`~polydiff_images.datasets_common.FOLDER_RESOLUTION` pixels and
+    :func:`folder_channels` (``index`` is the folder's scan when the caller has made it)."""
+    data = requested_size(data_config)
+    data["resolution"] = data["resolution"] or FOLDER_RESOLUTION
+    if not data["channels"]:
+        data["channels"] = folder_channels(index if index is not None else scan_folder(root))
+    return data
+
+
 @functools.lru_cache(maxsize=16)
 def _channels_of(stamps: tuple[tuple[str, int, int], ...]) -> int:
     from PIL import Image
@@ -258,8 +272,8 @@ def folder_split_indices(
 def build_folder(root: str | Path, data_config: Mapping[str, Any], split: str) -> TensorImageDataset:
     """The ``split`` (``"train"`` or ``"test"``) of an image folder, deterministic.
 
-    Sized by :func:`~polydiff_images.data.resolve_data_config` (auto: 32 px, channels from the
-    files' modes, see the module docstring).
+    Sized by :func:`folder_size` (auto: 32 px, channels from the files' modes, see the module
+    docstring).
     """
     if split not in ("train", "test"):
         raise ValueError(f"unknown split {split!r}; available: train, test")
@@ -269,7 +283,7 @@ def build_folder(root: str | Path, data_config: Mapping[str, Any], split: str) -
         raise DataError(f"data.test_fraction = {test_fraction}: must lie in [0, 1)")
 
     index = scan_folder(root)
-    data = resolve_data_config(data_config, str(root), index=index)
+    data = folder_size(data_config, root, index=index)
     resolution, channels = int(data["resolution"]), int(data["channels"])
     train_idx, test_idx = folder_split_indices(index.labels, len(index.files), test_fraction, seed)
     idx = train_idx if split == "train" else test_idx

@@ -18,6 +18,7 @@ from torch import Tensor
 
 from polydiff.config import data_source
 from polydiff.protocol import Batch
+from polydiff_images.defaults import DEFAULT_CONFIG
 
 
 def proportional_counts(freq: Tensor, n: int) -> Tensor:
@@ -48,8 +49,6 @@ def stratified_layout(
 
     ``dataset`` is the training set when the caller holds it; otherwise it is built (once per
     process and data configuration)."""
-    from polydiff_images import DEFAULT_CONFIG
-
     if dataset is not None:
         labels = getattr(dataset, "labels", None)
         # the stored tensor, not dataset[0]: an item of a flipping set would draw from the RNG

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from polydiff_images.data import TensorImageDataset, resolve_data_config
+from polydiff_images.datasets_common import TensorImageDataset, builtin_size
 
 __all__ = [
     "SHAPE_CLASSES",
@@ -171,7 +171,7 @@ def build_shapes(data_config: Mapping[str, Any], split: str) -> TensorImageDatas
     """The ``shapes`` data set for ``split`` (``"train"`` or ``"test"``), deterministic."""
     if split not in SHAPES_SEEDS:
         raise ValueError(f"unknown split {split!r}; available: train, test")
-    data_config = resolve_data_config(data_config, "shapes")
+    data_config = builtin_size(data_config, "shapes")
     resolution, channels = int(data_config["resolution"]), int(data_config["channels"])
     n = SHAPES_TRAIN if split == "train" else SHAPES_TEST
     images, labels = _cached(n, SHAPES_SEEDS[split], resolution, channels)

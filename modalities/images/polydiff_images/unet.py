@@ -9,6 +9,10 @@ default) and in the middle. The output convolution starts at zero, so a fresh ne
 and the EDM denoiser starts as ``c_skip * x``.
 
 Shapes: ``x`` (B, C, H, W) with H and W divisible by ``2 ** (len(channel_mult) - 1)``.
+
+Memory format: cuDNN convolutions run faster in channels-last order, so by default
+(``channels_last="auto"``) the network keeps its 4-D weights channels-last whenever it is moved to a
+GPU, and converts its input likewise; the trainer leaves memory formats to the network.
 """
 
 from __future__ import annotations
@@ -125,6 +129,8 @@ class UNet(nn.Module):
     is the null (unconditional) class, used when ``label`` is ``None`` or negative (the core's
     "no condition" value, for classifier-free guidance and condition dropout). With
     ``num_classes == 0`` labels are accepted and ignored.
+
+    ``channels_last``: ``"auto"`` (channels-last on CUDA), ``True`` (on every device) or ``False``.
     """
 
     def __init__(
@@ -142,8 +148,12 @@ class UNet(nn.Module):
         num_classes: int = 0,
         noise_max_period: float = 10_000.0,
         noise_scale: float = 1.0,
+        channels_last: bool | str = "auto",
     ):
         super().__init__()
+        if not isinstance(channels_last, bool) and str(channels_last).lower() != "auto":
+            raise ValueError(f'channels_last = {channels_last!r}: expected true, false or "auto"')
+        self.channels_last = channels_last if isinstance(channels_last, bool) else "auto"
         out_channels = in_channels if out_channels is None else out_channels
         levels = len(channel_mult)
         if levels < 1 or num_blocks < 1:
@@ -206,6 +216,27 @@ class UNet(nn.Module):
 
         self.norm_out = nn.GroupNorm(_groups(ch, norm_groups), ch)
         self.conv_out = _zero(nn.Conv2d(ch, out_channels, 3, padding=1))
+        self._apply(lambda t: t)  # the memory format for the device it was built on
+
+    def uses_channels_last(self, device: torch.device) -> bool:
+        """Whether the network keeps weights and inputs channels-last on ``device``."""
+        if self.channels_last == "auto":
+            return device.type == "cuda"
+        return bool(self.channels_last)
+
+    def _apply(self, fn: Any, recurse: bool = True) -> UNet:
+        # every move between devices (.to, .cuda, .cpu) goes through here: the one place where the
+        # weights can take the memory format that suits the new device, before an optimizer or
+        # DistributedDataParallel records their layout
+        super()._apply(fn, recurse)
+        fmt = (
+            torch.channels_last
+            if self.uses_channels_last(self.conv_in.weight.device)
+            else torch.contiguous_format
+        )
+        return super()._apply(
+            lambda t: t.contiguous(memory_format=fmt) if t.ndim == 4 else t, recurse
+        )
 
     def embed(self, c_noise: Tensor, label: Tensor | None, batch: int) -> Tensor:
         c_noise = c_noise.reshape(-1)
@@ -224,6 +255,8 @@ class UNet(nn.Module):
 
     def forward(self, x: Tensor, c_noise: Tensor, label: Tensor | None = None) -> Tensor:
         emb = self.embed(c_noise, label, x.shape[0])
+        if self.uses_channels_last(x.device):
+            x = x.contiguous(memory_format=torch.channels_last)
         h = self.conv_in(x)
         skips = [h]
         for layers in self.down:
@@ -253,6 +286,7 @@ UNET_KEYS = (
     "num_classes",
     "noise_max_period",
     "noise_scale",
+    "channels_last",
 )
 
 

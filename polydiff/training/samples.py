@@ -1,0 +1,48 @@
+"""Samples from a training run's EMA, written by the modality's writer: periodic snapshots and the
+samples at the end of the run."""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from polydiff.generate import generate
+from polydiff.state import state_to
+
+
+def write_samples_from(
+    modality: Any,
+    config: dict[str, Any],
+    model: nn.Module,
+    out: Path,
+    *,
+    n: int,
+    device: torch.device,
+    dataset: Any = None,
+    keep_rng: bool = False,
+) -> list[Path]:
+    """``n`` samples with the ``[sample]`` settings into ``out``; ``keep_rng`` leaves the global RNG
+    as it was, so that a snapshot in the middle of training does not change the run."""
+    sc = config["sample"]
+    devices = [device.index or 0] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices) if keep_rng else contextlib.nullcontext():
+        x, layout, _ = generate(
+            modality,
+            config,
+            model,
+            n=n,
+            sampler=str(sc["sampler"]),
+            steps=int(sc["steps"]),
+            schedule=str(sc["schedule"]),
+            seed=int(sc["seed"]),
+            device=device,
+            dataset=dataset,
+        )
+    return modality.write_samples(
+        state_to(x, "cpu"), out, mask=state_to(layout.mask, "cpu"),
+        cond={k: v.cpu() if isinstance(v, torch.Tensor) else v for k, v in layout.cond.items()},
+    )
