@@ -203,7 +203,7 @@ SCHEMA: dict[str, dict[str, Setting]] = {
         "compile": Setting("bool", "torch.compile the training forward"),
         "channels_last": Setting(
             "bool | str",
-            "not read by the core: each network chooses its own memory format",
+            "memory-format hint passed to the network the plugin builds (images: channels-last on CUDA)",
             choices=(True, False, "auto"),
         ),
         "dist_backend": _choice(

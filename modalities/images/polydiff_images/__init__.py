@@ -53,6 +53,8 @@ class ImagesModality(Modality):
             from polydiff_images.data import data_classes
 
             model_cfg["num_classes"] = data_classes({**DEFAULT_CONFIG["data"], **data_cfg})
+        # the memory-format hint belongs to the network (the trainer no longer touches it)
+        model_cfg.setdefault("channels_last", (config.get("train") or {}).get("channels_last", "auto"))
         return build_unet(model_cfg, in_channels=channels)
 
     def write_samples(
