@@ -26,6 +26,15 @@ from polydiff.state import pair_mask
 STD = 0.7
 
 
+def _config() -> dict[str, dict[str, Any]]:
+    return {
+        "data": {"dataset": "gauss", "size": 32},
+        "model": {"width": 16},
+        "train": {"steps": 3, "batch_size": 4, "log_every": 1, "warmup_steps": 1},
+        "sample": {"sampler": "euler", "steps": 3, "n": 4},
+    }
+
+
 class _Items(torch.utils.data.Dataset):
     def __init__(self, items: list[dict[str, Any]]):
         self.items = items
@@ -57,12 +66,7 @@ class ToyClouds(Modality):
     max_n = 8
 
     def default_config(self) -> dict[str, dict[str, Any]]:
-        return {
-            "data": {"dataset": "gauss", "size": 32},
-            "model": {"width": 16},
-            "train": {"steps": 3, "batch_size": 4, "log_every": 1, "warmup_steps": 1},
-            "sample": {"sampler": "euler", "steps": 3, "n": 4},
-        }
+        return _config()
 
     def build_dataset(self, source: str | Path, config: Mapping[str, Any], split: str) -> _Items:
         if str(source) != "gauss":
@@ -120,12 +124,7 @@ class ToyGraphs(Modality):
     max_n = 6
 
     def default_config(self) -> dict[str, dict[str, Any]]:
-        return {
-            "data": {"dataset": "gauss", "size": 32},
-            "model": {"width": 16},
-            "train": {"steps": 3, "batch_size": 4, "log_every": 1, "warmup_steps": 1},
-            "sample": {"sampler": "euler", "steps": 3, "n": 4},
-        }
+        return _config()
 
     def build_dataset(self, source: str | Path, config: Mapping[str, Any], split: str) -> _Items:
         if str(source) != "gauss":
