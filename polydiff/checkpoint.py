@@ -77,14 +77,29 @@ def save_checkpoint(
     return weights_path
 
 
-def load_all_weights(path: Path) -> tuple[dict[str, dict[str, torch.Tensor]], dict]:
-    """({prefix: state dict} for every prefix (``model``, ``ema``, ``ema1`` ...), metadata)."""
-    from safetensors import safe_open
+def _first_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return text[:200] or type(exc).__name__
 
-    tensors = load_file(str(path))
-    with safe_open(str(path), framework="pt") as fh:
-        raw = fh.metadata() or {}
-    meta = {k: json.loads(v) for k, v in raw.items()}
+
+def load_all_weights(path: Path) -> tuple[dict[str, dict[str, torch.Tensor]], dict]:
+    """({prefix: state dict} for every prefix (``model``, ``ema``, ``ema1`` ...), metadata).
+
+    A truncated, corrupt or foreign file is a one-line :class:`UserError` naming it."""
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        tensors = load_file(str(path))
+        with safe_open(str(path), framework="pt") as fh:
+            raw = fh.metadata() or {}
+    except FileNotFoundError:
+        raise UserError(f"{path}: checkpoint file missing") from None
+    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
+        raise UserError(f"{path}: damaged or not a safetensors file ({_first_line(exc)})") from None
+    try:
+        meta = {k: json.loads(v) for k, v in raw.items()}
+    except (json.JSONDecodeError, TypeError) as exc:
+        raise UserError(f"{path}: damaged checkpoint metadata ({_first_line(exc)})") from None
     groups: dict[str, dict[str, torch.Tensor]] = {}
     for key, value in tensors.items():
         prefix, _, name = key.partition(".")
@@ -147,4 +162,41 @@ def load_state(run_dir: Path, stem: str) -> dict[str, Any] | None:
     path = run_dir / f"{stem}{STATE_SUFFIX}"
     if not path.exists():
         return None
-    return torch.load(path, map_location="cpu", weights_only=True)
+    import pickle
+    import zipfile
+
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except (RuntimeError, pickle.UnpicklingError, EOFError, OSError, ValueError, KeyError,
+            zipfile.BadZipFile, AttributeError, TypeError) as exc:
+        # weights_only: a pickle that asks for anything but tensors and containers is refused here
+        raise UserError(f"{path}: damaged or unsafe training state ({_first_line(exc)})") from None
+    if not isinstance(state, dict):
+        raise UserError(f"{path}: damaged training state (not a mapping)")
+    return state
+
+
+def check_weights_fit(
+    expected: Mapping[str, torch.Tensor], found: Mapping[str, torch.Tensor], path: Path
+) -> None:
+    """Raise a one-line :class:`UserError` when the state dict ``found`` (read from ``path``) does
+    not fit a network whose state dict is ``expected``: the first parameter missing, unexpected
+    or of another shape is named, with both shapes."""
+    for name, tensor in expected.items():
+        if name not in found:
+            raise UserError(
+                f"{path}: weights do not match the run's network: {name} "
+                f"{tuple(tensor.shape)} is missing from the file"
+            )
+        if tuple(found[name].shape) != tuple(tensor.shape):
+            raise UserError(
+                f"{path}: weights do not match the run's network: {name} has shape "
+                f"{tuple(found[name].shape)} in the file, {tuple(tensor.shape)} in the network "
+                "config.json builds"
+            )
+    extra = [k for k in found if k not in expected]
+    if extra:
+        raise UserError(
+            f"{path}: weights do not match the run's network: {extra[0]} "
+            f"{tuple(found[extra[0]].shape)} is not a parameter of it"
+        )

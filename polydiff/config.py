@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from polydiff.config_schema import CORE_DEFAULTS as _CORE_DEFAULTS
 from polydiff.errors import UserError
 
 if sys.version_info >= (3, 11):
@@ -21,63 +22,8 @@ else:  # pragma: no cover - exercised on 3.10 only
 
 Config = dict[str, dict[str, Any]]
 
-CORE_DEFAULTS: Config = {
-    "data": {"dataset": "", "num_workers": 0},
-    "model": {},
-    "sde": {"name": "edm", "sigma_min": 0.002, "sigma_max": 80.0},
-    "param": {"parameterisation": "edm", "sigma_data": 0.5},
-    "loss": {"weighting": "edm", "sigma_sampling": "lognormal", "p_mean": -1.2, "p_std": 1.2},
-    "train": {
-        "steps": 2000,
-        "batch_size": 64,
-        "lr": 1e-3,
-        "weight_decay": 0.0,
-        "beta1": 0.9,
-        "beta2": 0.99,
-        "warmup_steps": 100,
-        "grad_clip": 1.0,
-        "ema_decay": 0.999,
-        "log_every": 25,
-        "checkpoint_every": 500,
-        # also checkpoint after this much training time, so a SIGKILL loses at most that (0: off)
-        "checkpoint_minutes": 5.0,
-        "seed": 0,
-        "device": "auto",
-        "threads": 0,
-        # optimizer and schedule
-        "optimizer": "adamw",  # adamw | adam
-        "eps": 1e-8,
-        "lr_schedule": "constant",  # constant | cosine (to lr_min at `steps`, after warm-up)
-        "lr_min": 0.0,
-        "grad_accum": 1,  # micro-batches per step; batch_size is per step, over all processes
-        "ema_decays": [],  # several EMAs side by side, the first samples; [] = [ema_decay]
-        # speed
-        "precision": "auto",  # auto | fp32 | bf16 (auto: bf16 on CUDA, fp32 on CPU)
-        "compile": False,  # torch.compile the training forward
-        "channels_last": "auto",  # true | false | "auto" (CUDA + 2-D convolutions)
-        "dist_backend": "auto",  # torch.distributed backend: auto (nccl on CUDA, gloo) | nccl | gloo
-        # checkpoints and observability
-        "keep_last": 2,  # step checkpoints kept, besides the best one
-        "plot_every": 250,  # redraw loss.png (0: only at the end)
-        "snapshot_every": 1000,  # write snapshot_n samples to samples/step-N/ (0: never)
-        "snapshot_n": 8,
-        "max_nonfinite": 10,  # this many non-finite steps in a row stop the run
-        # classifier-free guidance: share of items trained with their conditions withheld
-        "cond_dropout": 0.0,
-    },
-    "sample": {
-        "sampler": "heun",
-        "steps": 18,
-        "n": 64,
-        "schedule": "default",
-        "seed": 0,
-        "guidance": 1.0,  # classifier-free guidance scale (1: the plain conditional model)
-        "imputation_resample": 1,  # RePaint rounds per step when inpainting / imputing
-        "imputation_guidance": 0.0,  # reconstruction-guidance weight when inpainting (0: off)
-        "inpaint_sampler": "",  # sampler for --inpaint ("": the sampler above)
-        "inpaint_steps": 0,  # steps for --inpaint (0: the steps above)
-    },
-}
+# the defaults live beside their declarations (type, range, meaning) in polydiff.config_schema
+CORE_DEFAULTS: Config = _CORE_DEFAULTS
 
 
 def data_source(data: Mapping[str, Any]) -> str:
@@ -131,8 +77,10 @@ def load_toml(path: Path) -> dict[str, Any]:
             return tomllib.load(fh)
     except tomllib.TOMLDecodeError as exc:
         raise UserError(f"{path}: not valid TOML ({exc})") from None
+    except UnicodeDecodeError as exc:
+        raise UserError(f"{path}: not UTF-8 text, as TOML must be (byte {exc.start})") from None
     except OSError as exc:
-        raise UserError(f"{path}: cannot read ({exc.strerror})") from None
+        raise UserError(f"{path}: cannot read ({exc.strerror or exc})") from None
 
 
 def resolve(
@@ -144,15 +92,24 @@ def resolve(
         user = load_toml(config_file)
         check_keys(user, cfg, str(config_file))
         cfg = deep_merge(cfg, user)
+        check_values(cfg, str(config_file), modality)  # a bad value is blamed on its source
     if overrides:
         cfg = deep_merge(cfg, overrides)
-    check_values(cfg, str(config_file) if config_file is not None else "config")
+    check_values(cfg, "command line" if overrides else f"defaults of {modality.name}", modality)
     return cfg
 
 
-def check_values(cfg: Mapping[str, Any], source: str) -> None:
-    """Raise a one-line :class:`UserError` for a core setting outside its range, before any run
-    folder is made."""
-    p = cfg.get("train", {}).get("cond_dropout", 0.0)
-    if not isinstance(p, (int, float)) or isinstance(p, bool) or not 0.0 <= float(p) < 1.0:
-        raise UserError(f"{source}: train.cond_dropout must lie in [0, 1), got {p!r}")
+def check_values(cfg: Mapping[str, Any], source: str, modality: Any = None) -> None:
+    """Raise a one-line :class:`UserError` naming ``source``, the key, the value and what is
+    allowed for the first setting its declaration refuses (core keys by
+    :data:`polydiff.config_schema.SCHEMA`; a modality's keys by its ``config_schema`` attribute,
+    else by the type of their defaults), before any run folder is made."""
+    from polydiff.config_schema import config_problem
+
+    defaults = declared = None
+    if modality is not None:
+        defaults = defaults_for(modality)
+        declared = getattr(modality, "config_schema", None) or None
+    problem = config_problem(cfg, defaults, declared)
+    if problem:
+        raise UserError(f"{source}: {problem}")

@@ -1,13 +1,16 @@
 """What every core configuration key means, its type and its allowed values, as data.
 
-:data:`SCHEMA` declares each key of :data:`polydiff.config.CORE_DEFAULTS` (section by section) as
+:data:`SCHEMA` declares each key of :data:`CORE_DEFAULTS` (kept here beside it and re-exported by
+:mod:`polydiff.config`) section by section as
 a :class:`Setting`. ``docs/config.md`` holds the table :func:`config_table_markdown` renders from
 it; ``python -m polydiff.config_schema`` rewrites that table (``--check``: exit 1 when it is out of
 date), and ``tests/test_docs.py`` fails when a key lacks a declaration, a declaration names no key,
 a default breaks its own declaration, or the table in the docs is stale.
 
-Nothing here validates a run's configuration yet (:func:`check_value` says what it would refuse).
-The allowed values are written out rather than imported from :mod:`polydiff.losses`,
+:func:`config_problem` checks a whole configuration against these declarations, a modality's own
+(its optional ``config_schema`` attribute, the same mapping of sections to :class:`Setting`) and,
+for a plugin key declared nowhere, the type of its default; :func:`polydiff.config.check_values`
+turns the first problem into a one-line error before any run folder is made. The allowed values are written out rather than imported from :mod:`polydiff.losses`,
 :mod:`polydiff.sde` and the like, because those import torch and this module must stay as light as
 :mod:`polydiff.config`; the tests compare the two.
 """
@@ -23,10 +26,12 @@ from pathlib import Path
 from typing import Any
 
 __all__ = [
+    "CORE_DEFAULTS",
     "SCHEMA",
     "TYPES",
     "Setting",
     "check_value",
+    "config_problem",
     "config_table_markdown",
     "schema_problems",
     "update_docs",
@@ -56,6 +61,7 @@ class Setting:
     maximum: float | None = None
     exclusive_minimum: bool = False
     exclusive_maximum: bool = False
+    pattern: str = ""  # a regular expression a string value must match whole
 
     def __post_init__(self) -> None:
         if self.type not in TYPES:
@@ -77,8 +83,18 @@ class Setting:
         return ""
 
 
-def _int(meaning: str, minimum: int | None = None) -> Setting:
-    return Setting("int", meaning, minimum=minimum)
+def _int(meaning: str, minimum: int | None = None, maximum: int | None = None) -> Setting:
+    return Setting("int", meaning, minimum=minimum, maximum=maximum)
+
+
+#: the devices a run may name
+DEVICE_PATTERN = r"auto|cpu|cuda(:[0-9]+)?"
+#: seeds torch, numpy and Python all accept
+MAX_SEED = 2**32 - 1
+#: more steps than any grid needs, and more samples than one call should draw: beyond these a typo
+#: (a missing decimal point) would hang or exhaust memory instead of failing in one line
+MAX_SAMPLE_STEPS = 100_000
+MAX_SAMPLES = 1_000_000
 
 
 def _float(
@@ -103,6 +119,67 @@ def _choice(meaning: str, *choices: Any) -> Setting:
     return Setting("str", meaning, choices=choices)
 
 
+#: every core key's default (``polydiff.config`` re-exports it): core defaults <- the modality's
+#: <- the user's TOML <- CLI flags
+CORE_DEFAULTS: dict[str, dict[str, Any]] = {
+    "data": {"dataset": "", "num_workers": 0, "skip_bad": False},
+    "model": {},
+    "sde": {"name": "edm", "sigma_min": 0.002, "sigma_max": 80.0},
+    "param": {"parameterisation": "edm", "sigma_data": 0.5},
+    "loss": {"weighting": "edm", "sigma_sampling": "lognormal", "p_mean": -1.2, "p_std": 1.2},
+    "train": {
+        "steps": 2000,
+        "batch_size": 64,
+        "lr": 1e-3,
+        "weight_decay": 0.0,
+        "beta1": 0.9,
+        "beta2": 0.99,
+        "warmup_steps": 100,
+        "grad_clip": 1.0,
+        "ema_decay": 0.999,
+        "log_every": 25,
+        "checkpoint_every": 500,
+        # also checkpoint after this much training time, so a SIGKILL loses at most that (0: off)
+        "checkpoint_minutes": 5.0,
+        "seed": 0,
+        "device": "auto",
+        "threads": 0,
+        # optimizer and schedule
+        "optimizer": "adamw",  # adamw | adam
+        "eps": 1e-8,
+        "lr_schedule": "constant",  # constant | cosine (to lr_min at `steps`, after warm-up)
+        "lr_min": 0.0,
+        "grad_accum": 1,  # micro-batches per step; batch_size is per step, over all processes
+        "ema_decays": [],  # several EMAs side by side, the first samples; [] = [ema_decay]
+        # speed
+        "precision": "auto",  # auto | fp32 | bf16 (auto: bf16 on CUDA, fp32 on CPU)
+        "compile": False,  # torch.compile the training forward
+        "channels_last": "auto",  # true | false | "auto" (CUDA + 2-D convolutions)
+        "dist_backend": "auto",  # torch.distributed backend: auto (nccl on CUDA, gloo) | nccl | gloo
+        # checkpoints and observability
+        "keep_last": 2,  # step checkpoints kept, besides the best one
+        "plot_every": 250,  # redraw loss.png (0: only at the end)
+        "snapshot_every": 1000,  # write snapshot_n samples to samples/step-N/ (0: never)
+        "snapshot_n": 8,
+        "max_nonfinite": 10,  # this many non-finite steps in a row stop the run
+        # classifier-free guidance: share of items trained with their conditions withheld
+        "cond_dropout": 0.0,
+    },
+    "sample": {
+        "sampler": "heun",
+        "steps": 18,
+        "n": 64,
+        "schedule": "default",
+        "seed": 0,
+        "guidance": 1.0,  # classifier-free guidance scale (1: the plain conditional model)
+        "imputation_resample": 1,  # RePaint rounds per step when inpainting / imputing
+        "imputation_guidance": 0.0,  # reconstruction-guidance weight when inpainting (0: off)
+        "inpaint_sampler": "",  # sampler for --inpaint ("": the sampler above)
+        "inpaint_steps": 0,  # steps for --inpaint (0: the steps above)
+    },
+}
+
+
 SCHEMA: dict[str, dict[str, Setting]] = {
     "data": {
         "dataset": Setting(
@@ -110,6 +187,10 @@ SCHEMA: dict[str, dict[str, Setting]] = {
         ),
         "num_workers": _int(
             "DataLoader worker processes for training (0: load in the training process)", 0
+        ),
+        "skip_bad": Setting(
+            "bool",
+            "unreadable data files are skipped, counted and named (`--skip-bad`) instead of an error",
         ),
     },
     # the network's settings belong to the modality: no core keys
@@ -176,8 +257,12 @@ SCHEMA: dict[str, dict[str, Setting]] = {
             "also checkpoint after this many minutes of training, whichever is due first (0: off)",
             0,
         ),
-        "seed": _int("seed of the weights, the data order and the noise"),
-        "device": Setting("str", "`auto`, `cpu`, `cuda` or `cuda:N` (auto: CUDA when available)"),
+        "seed": _int("seed of the weights, the data order and the noise", 0, MAX_SEED),
+        "device": Setting(
+            "str",
+            "`auto`, `cpu`, `cuda` or `cuda:N` (auto: CUDA when available)",
+            pattern=DEVICE_PATTERN,
+        ),
         "threads": _int("CPU threads of torch (0: torch's default)", 0),
         "optimizer": _choice("the optimizer (fused kernels on CUDA)", "adamw", "adam"),
         "eps": _float("Adam ε", 0, above=True),
@@ -223,8 +308,8 @@ SCHEMA: dict[str, dict[str, Setting]] = {
     },
     "sample": {
         "sampler": Setting("str", "sampler name (`polydiff samplers`)"),
-        "steps": _int("nonzero noise levels in the sampling grid", 1),
-        "n": _int("samples drawn at the end of training and by `polydiff sample`", 1),
+        "steps": _int("nonzero noise levels in the sampling grid", 1, MAX_SAMPLE_STEPS),
+        "n": _int("samples drawn at the end of training and by `polydiff sample`", 1, MAX_SAMPLES),
         "schedule": _choice(
             "noise grid; default: the sampler's own",
             "default",
@@ -232,8 +317,9 @@ SCHEMA: dict[str, dict[str, Setting]] = {
             "uniform",
             "quadratic",
             "logsnr",
+            "tuned",
         ),
-        "seed": _int("seed of the sampling noise and layout"),
+        "seed": _int("seed of the sampling noise and layout", 0, MAX_SEED),
         "guidance": _float(
             "classifier-free guidance scale (1: the conditional model, 0: the unconditional one)", 0
         ),
@@ -257,6 +343,12 @@ def check_value(setting: Setting, value: Any) -> str | None:
             if isinstance(item, bool) or not isinstance(item, (int, float)):
                 return f"expected a list of numbers, got {item!r} in it"
         return None
+    if setting.pattern and isinstance(value, str):
+        import re
+
+        if not re.fullmatch(setting.pattern, value):
+            return f"expected {setting.meaning.split(' (')[0]}, got {_toml(value)}"
+        return None
     if setting.choices:
         # compare types too: True == 1 in Python, and a choice of true must not admit 1
         if not any(c == value and type(c) is type(value) for c in setting.choices):
@@ -273,13 +365,61 @@ def check_value(setting: Setting, value: Any) -> str | None:
     return None
 
 
+def _inferred(default: Any) -> Setting | None:
+    """The loosest declaration a plugin key gets from its default when the plugin declares none:
+    its kind of value (a number stays a number, a flag a flag). A number may also be the word
+    ``"auto"``, which plugins take for "the data's own" (images: ``data.resolution``)."""
+    if isinstance(default, bool):
+        return Setting("bool", "")
+    if isinstance(default, (int, float)):
+        return Setting("float", "")  # int or float; finiteness is still checked
+    if isinstance(default, list):
+        return Setting("list[float]", "") if all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) for v in default
+        ) and default else None
+    if isinstance(default, str):
+        return Setting("str", "")
+    return None
+
+
+def config_problem(
+    config: Mapping[str, Any],
+    defaults: Mapping[str, Mapping[str, Any]] | None = None,
+    declared: Mapping[str, Mapping[str, Setting]] | None = None,
+) -> str | None:
+    """The first value of ``config`` its declaration refuses, as ``"section.key = value: why"``
+    (``None`` when all fit).
+
+    Each key is checked against :data:`SCHEMA`, then ``declared`` (a modality's own
+    declarations), then the type of its value in ``defaults`` (a plugin key declared nowhere:
+    see :func:`_inferred`); keys none of them knows pass (:func:`polydiff.config.check_keys`
+    refuses unknown keys earlier).
+    """
+    for section, values in config.items():
+        if not isinstance(values, Mapping):
+            return f"[{section}]: expected a table of settings, got {_toml(values)}"
+        for key, value in values.items():
+            setting = (declared or {}).get(section, {}).get(key) or SCHEMA.get(section, {}).get(key)
+            loose = False
+            if setting is None and defaults is not None and key in defaults.get(section, {}):
+                setting, loose = _inferred(defaults[section][key]), True
+            if setting is None:
+                continue
+            if loose and setting.type == "float" and isinstance(value, str) and (
+                value.strip().lower() == "auto"
+            ):
+                continue  # the plugin reads the word
+            why = check_value(setting, value)
+            if why:
+                return f"{section}.{key} = {_toml(value)}: {why}"
+    return None
+
+
 def schema_problems(defaults: Mapping[str, Mapping[str, Any]] | None = None) -> list[str]:
     """One line per disagreement between :data:`SCHEMA` and ``defaults`` (default:
     ``CORE_DEFAULTS``): undeclared keys, declarations of missing keys, defaults that break their
     declaration."""
     if defaults is None:
-        from polydiff.config import CORE_DEFAULTS
-
         defaults = CORE_DEFAULTS
     problems = []
     for section in defaults:
@@ -325,8 +465,6 @@ def _cell(text: str) -> str:
 def config_table_markdown() -> str:
     """The markdown table of every core key: section, key, default, type (and allowed values),
     meaning; one row per key in the order of ``CORE_DEFAULTS``."""
-    from polydiff.config import CORE_DEFAULTS
-
     rows = ["| section | key | default | type | meaning |", "| --- | --- | --- | --- | --- |"]
     for section, keys in CORE_DEFAULTS.items():
         for key, value in keys.items():

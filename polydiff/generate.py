@@ -25,13 +25,19 @@ def build_denoiser(modality: Any, config: Mapping[str, Any]) -> Denoiser:
 
 
 def sample_layout(
-    modality: Any, config: Mapping[str, Any], n: int, seed: int, dataset: Any = None
+    modality: Any,
+    config: Mapping[str, Any],
+    n: int,
+    seed: int,
+    dataset: Any = None,
+    cond: Mapping[str, Any] | None = None,
 ) -> Batch:
     """Shapes, masks and conditions of ``n`` samples: the modality's ``sample_layout`` (by default
     ``n`` training items; ``dataset`` when the caller already holds the training set), its mask
     checked against its state."""
     gen = torch.Generator().manual_seed(seed)
-    layout = hooks.call(modality, "sample_layout", config, n, gen, dataset=dataset)
+    given = {k: v for k, v in (cond or {}).items() if v is not None}
+    layout = hooks.call(modality, "sample_layout", config, n, gen, dataset=dataset, cond=given)
     check_mask(layout.x, layout.mask, f"{getattr(modality, 'name', '?')}.sample_layout")
     return layout
 
@@ -83,7 +89,7 @@ def generate(
     :func:`polydiff.sampling.run_sampler` (e.g. ``known=(values, known_mask)`` to impute).
     """
     get_sampler(sampler)  # fail before any work on an unknown name
-    layout = sample_layout(modality, config, n, seed, dataset).to(device)
+    layout = sample_layout(modality, config, n, seed, dataset, cond).to(device)
     gen = torch.Generator(device=device).manual_seed(seed)
     space = hooks.noise_space(modality, config)
     noise = space.project(randn_like_state(layout.x, generator=gen), layout.mask)

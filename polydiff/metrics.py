@@ -286,11 +286,62 @@ def evaluate_samples(
     return out
 
 
+#: the members a torch.export archive may hold for :func:`load_feature_extractor` (under the
+#: archive's root folder): anything else (AOTInductor binaries, executorch blobs, ...) is refused
+_PT2_MEMBERS = ("archive_format", "archive_version", "byteorder", ".data/", "models/",
+                "data/weights/", "data/constants/", "data/sample_inputs/", "extra/")
+
+
+def pt2_problem(path: Any) -> str | None:
+    """Why loading the ``torch.export`` archive at ``path`` would unpickle something, or
+    ``None`` when it holds only JSON, raw tensor bytes and sample inputs that load with
+    ``weights_only=True``.
+
+    ``torch.export.load`` unpickles weights and constants stored with ``use_pickle``, custom and
+    opaque objects, and retries sample inputs with ``weights_only=False``: an archive needing any
+    of these is refused before ``torch.export.load`` sees it.
+    """
+    import io
+    import json
+    import zipfile
+
+    try:
+        archive = zipfile.ZipFile(path)
+    except (zipfile.BadZipFile, OSError) as exc:
+        return f"not a torch.export archive ({' '.join(str(exc).split()) or type(exc).__name__})"
+    with archive:
+        names = [n for n in archive.namelist() if not n.endswith("/")]
+        if not any(n.split("/", 1)[-1] == "archive_format" for n in names):
+            return "not a torch.export archive (no archive_format)"
+        for name in names:
+            member = name.split("/", 1)[1] if "/" in name else name
+            if not member.startswith(_PT2_MEMBERS):
+                return f"holds {member}, which polydiff does not load"
+            try:
+                if member.startswith(("data/weights/", "data/constants/")) and member.endswith(
+                    "config.json"
+                ):
+                    config = json.loads(archive.read(name)).get("config", {})
+                    for fqn, meta in config.items():
+                        if meta.get("use_pickle"):
+                            return f"{fqn} is stored as a pickle, which polydiff never loads"
+                        kind = str(meta.get("path_name", ""))
+                        if member.startswith("data/constants/") and not kind.startswith("tensor_"):
+                            return f"constant {fqn} is a pickled object, which polydiff never loads"
+                elif member.startswith("data/sample_inputs/"):
+                    torch.load(io.BytesIO(archive.read(name)), weights_only=True)
+            except Exception as exc:  # noqa: BLE001 - any failure here means "refuse"
+                first = " ".join(str(exc).split())[:160] or type(exc).__name__
+                return f"{member} cannot be read without unpickling ({first})"
+    return None
+
+
 def load_feature_extractor(spec: str) -> Callable[[Tensor], Any]:
     """The feature extractor a user names for ``polydiff evaluate --features SPEC``.
 
-    ``SPEC`` is a saved ``torch.export`` program (``*.pt2``), a TorchScript file (``*.pt``,
-    loaded on the CPU) or
+    ``SPEC`` is a saved ``torch.export`` program (``*.pt2``; refused when loading it would
+    unpickle anything, see :func:`pt2_problem`), a TorchScript file (``*.pt``, loaded on the CPU
+    by TorchScript's own restricted reader) or
     ``package.module:name``, where ``name`` is a module instance or a function, or a class,
     instantiated with no arguments. The extractor maps a batch of samples to ``(N, F)``
     features, or to a pair ``(features, class probabilities)``. Raises :class:`UserError` with one
@@ -306,6 +357,9 @@ def load_feature_extractor(spec: str) -> Callable[[Tensor], Any]:
         if not path.is_file():
             raise UserError(f"--features {spec}: file not found")
         if path.suffix == ".pt2":
+            problem = pt2_problem(path)
+            if problem:
+                raise UserError(f"{path}: refused: {problem}")
             try:
                 return torch.export.load(str(path)).module()
             except (RuntimeError, ValueError, OSError) as exc:

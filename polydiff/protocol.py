@@ -26,7 +26,8 @@ History:
   2.0 — every member declared and signature-checked; ``noise_space(config)`` replaces
         ``shape_noise`` (a contract-1 ``shape_noise`` is still accepted, with a deprecation
         warning, as the projection of a noise space whose dimension is the valid-entry count);
-        ``sample_layout`` takes ``dataset=``; ``read_condition`` for ``--cond NAME=SPEC``.
+        ``sample_layout`` takes ``dataset=`` and ``cond=``; ``read_condition`` for
+        ``--cond NAME=SPEC``; ``config_schema`` declares a plugin's config keys.
 """
 
 from __future__ import annotations
@@ -133,6 +134,11 @@ class Modality:
     builtin_datasets: ClassVar[Sequence[str]] = ()
     #: condition names the network accepts (e.g. ``("label",)``); the core drops the rest
     conditions: ClassVar[Sequence[str]] = ()
+    #: declarations of the plugin's own config keys, ``{section: {key: Setting}}`` with
+    #: :class:`polydiff.config_schema.Setting` (type, range or choices, meaning); a value they
+    #: refuse is a one-line error before any run folder is made. Keys left out are checked by the
+    #: type of their default.
+    config_schema: ClassVar[Mapping[str, Mapping[str, Any]]] = {}
 
     # ------------------------------------------------------------------------------ required
 
@@ -195,10 +201,18 @@ class Modality:
         return FULL
 
     def sample_layout(
-        self, config: Mapping[str, Any], n: int, generator: Any, *, dataset: Any = None
+        self,
+        config: Mapping[str, Any],
+        n: int,
+        generator: Any,
+        *,
+        dataset: Any = None,
+        cond: Mapping[str, Any] | None = None,
     ) -> Batch:
         """Shapes (zeros), mask and conditions of ``n`` samples; the trainer passes ``dataset``
-        (its training set). Default: ``n`` items drawn from the training data."""
+        (its training set); ``cond`` holds the conditions the caller gives (``--cond``: a tensor
+        with ``n`` rows per name), for a layout they shape (a graph's node count sets its mask).
+        Default: ``n`` items drawn from the training data."""
         import torch
 
         from polydiff.config import data_source
@@ -400,6 +414,9 @@ def signature_problems(obj: object) -> list[str]:
             sig_problem = _legacy_problem(old, getattr(obj, old))
             if sig_problem:
                 problems.append(sig_problem)
+    schema = getattr(obj, "config_schema", {})
+    if not isinstance(schema, Mapping) or not all(isinstance(v, Mapping) for v in schema.values()):
+        problems.append("config_schema must map sections to {key: Setting}")
     for attr, kind in OPTIONAL_ATTRIBUTES.items():
         value = getattr(obj, attr, ())
         if isinstance(value, str) or not isinstance(value, Sequence) or not all(

@@ -11,15 +11,19 @@ from typing import Annotated
 import typer
 
 from polydiff import __version__
+from polydiff.cli.common import OneLineErrors
+from polydiff.cli.distill import distill_command
 from polydiff.cli.evaluate import evaluate_command
 from polydiff.cli.modalities import modalities_command
 from polydiff.cli.plugin import plugin_app
 from polydiff.cli.sample import sample_command
 from polydiff.cli.samplers import samplers_command
+from polydiff.cli.schedule import schedule_command
 from polydiff.cli.train import train_command
 
 app = typer.Typer(
     name="polydiff",
+    cls=OneLineErrors,
     help="Score-based diffusion models across modalities: train, sample, evaluate.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
@@ -48,6 +52,8 @@ app.command("samplers")(samplers_command)
 app.command("train")(train_command)
 app.command("sample")(sample_command)
 app.command("evaluate")(evaluate_command)
+app.command("schedule")(schedule_command)
+app.command("distill")(distill_command)
 app.add_typer(plugin_app, name="plugin")
 
 

@@ -14,6 +14,7 @@ from rich.markup import escape
 
 from polydiff.cli.common import console, fail, user_errors
 from polydiff.cli.tasks import ClassOption, CondOption, GuidanceOption
+from polydiff.config_schema import MAX_SAMPLE_STEPS, MAX_SAMPLES, MAX_SEED
 
 DEFAULT_N = 500
 
@@ -55,10 +56,13 @@ def _table(name: str, result: Mapping[str, Any]):
 
 def evaluate_command(
     run_dir: Annotated[Path, typer.Argument(help="A run folder written by `polydiff train`.")],
-    n: Annotated[int, typer.Option(min=2, help="Number of samples to generate and score.")] = DEFAULT_N,
+    n: Annotated[int, typer.Option(min=2, max=MAX_SAMPLES, help="Number of samples to generate and score.")] = DEFAULT_N,
     sampler: Annotated[str | None, typer.Option(help="Sampler name (see `polydiff samplers`).")] = None,
-    steps: Annotated[int | None, typer.Option(min=1, help="Sampler steps.")] = None,
-    seed: Annotated[int | None, typer.Option(help="Random seed (default: the run's sample.seed).")] = None,
+    steps: Annotated[int | None, typer.Option(min=1, max=MAX_SAMPLE_STEPS, help="Sampler steps.")] = None,
+    schedule: Annotated[
+        str | None, typer.Option(help="Noise grid: karras, uniform, quadratic, logsnr, tuned.")
+    ] = None,
+    seed: Annotated[int | None, typer.Option(min=0, max=MAX_SEED, help="Random seed (default: the run's sample.seed).")] = None,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
     class_: ClassOption = None,
     cond: CondOption = None,
@@ -68,22 +72,34 @@ def evaluate_command(
         typer.Option(help="Feature extractor for the metrics: package.module:name or a "
                      "TorchScript file (default: the modality's own, e.g. a shipped classifier)."),
     ] = None,
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Replace an earlier report of the same settings.")
+    ] = False,
 ) -> None:
     """Generate N samples from the run's latest checkpoint (EMA weights) and score them.
 
     Prints a table, with real data scored the same way where the modality provides it.
 
-    Writes RUN_DIR/eval/<sampler>-<steps>.json.
+    Writes RUN_DIR/eval/<sampler>-<steps>.json (-2, -3 ... when an earlier report holds the name,
+    unless --overwrite).
     """
     with user_errors():
-        from polydiff.cli.runs import check_sampler, load_denoiser, read_record, sample_run, to_cpu
-        from polydiff.cli.tasks import LABEL, class_labels, network_classes, read_conditions
+        from polydiff.cli.outputs import check_writable_folder, fresh_file
+        from polydiff.cli.runs import check_sampler, load_denoiser, open_record, sample_run, to_cpu
+        from polydiff.cli.tasks import (
+            LABEL,
+            check_device,
+            check_number,
+            class_labels,
+            network_classes,
+            read_conditions,
+        )
         from polydiff.hooks import call
 
-        cfg, name = read_record(run_dir)
-        from polydiff.registry import get_registry
-
-        plugin = get_registry().load(name)
+        cfg, name, plugin = open_record(run_dir)
+        check_number("--guidance", guidance, minimum=0.0)
+        check_device(device)
+        check_writable_folder(run_dir / "eval", "eval folder")
         if not call(plugin, "metrics"):
             raise fail(f"the {name} modality defines no metrics (its metrics() is empty); nothing to evaluate")
         sc = cfg["sample"]
@@ -91,7 +107,10 @@ def evaluate_command(
         check_sampler(sampler)
         steps = steps or int(sc["steps"])
         seed = int(sc.get("seed", 0)) if seed is None else seed
-        schedule = str(sc.get("schedule", "default"))
+        schedule = schedule or str(sc.get("schedule", "default"))
+        from polydiff.cli.tasks import check_schedule
+
+        check_schedule(schedule)
         guidance = float(sc.get("guidance", 1.0)) if guidance is None else guidance
         extractor = None
         if features:
@@ -115,6 +134,9 @@ def evaluate_command(
             options["cond"] = conditions
         ckpt, meta = run.checkpoint, run.meta
         t0 = time.perf_counter()
+        from polydiff.tuning import schedule_options  # --schedule tuned: the run's own grid
+
+        options.update(schedule_options(run_dir, schedule, sampler, steps))
         x, layout, nfe = sample_run(
             run, n=n, sampler=sampler, steps=steps, schedule=schedule, seed=seed, **options
         )
@@ -133,7 +155,8 @@ def evaluate_command(
         task = "" if class_ is None else f"-class{class_.replace(',', '_')}"
         task += "".join(f"-{_slug(c)}" for c in cond_specs)
         task += "" if guidance == float(sc.get("guidance", 1.0)) else f"-w{guidance:g}"
-        out = run_dir / "eval" / f"{sampler}-{steps}{task}.json"
+        task += "-tuned" if schedule == "tuned" else ""
+        out = fresh_file(run_dir / "eval" / f"{sampler}-{steps}{task}.json", overwrite=overwrite)
         report = {
             "run_dir": str(run_dir),
             "modality": name,

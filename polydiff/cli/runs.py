@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,24 +23,55 @@ class OpenRun:
 
 
 def read_record(run_dir: Path) -> tuple[dict[str, Any], str]:
-    """(config, modality name) of a run folder, or a one-line error."""
-    record_path = run_dir / "config.json"
-    if not record_path.is_file():
-        raise fail(f"{run_dir}: not a run folder (no config.json)")
-    try:
-        record = json.loads(record_path.read_text())
-        return record["config"], record["modality"]
-    except (json.JSONDecodeError, KeyError) as exc:
-        raise fail(f"{record_path}: unreadable run record ({exc})") from None
+    """(config, modality name) of a run folder, or a one-line error for a folder that is not a
+    run or a damaged ``config.json``."""
+    from polydiff.training.run_folder import read_run_record
+
+    return read_run_record(run_dir)
 
 
-def check_sampler(name: str) -> None:
+def open_record(run_dir: Path) -> tuple[dict[str, Any], str, Any]:
+    """(config, modality name, plugin) of a run folder, its values checked against their
+    declarations like a new run's (a hand-edited ``config.json`` is one line, not a traceback)."""
+    from polydiff.config import check_values
+    from polydiff.registry import get_registry
+
+    cfg, name = read_record(run_dir)
+    plugin = get_registry().load(name)
+    check_values(cfg, str(Path(run_dir) / "config.json"), plugin)
+    return cfg, name, plugin
+
+
+def check_run_weights(run_dir: Path, plugin: Any, config: dict[str, Any]) -> None:
+    """Before resuming: the latest checkpoint reads, and its weights fit the network that the
+    run's config builds (one line naming the first parameter that differs)."""
+    from polydiff.checkpoint import WEIGHTS_SUFFIX, check_weights_fit, load_all_weights, load_state
+    from polydiff.generate import build_denoiser
+    from polydiff.training.run_folder import latest_checkpoint
+
+    ckpt = latest_checkpoint(run_dir)
+    if ckpt is None:
+        raise fail(f"--resume {run_dir}: no checkpoint to resume from (checkpoints/latest.json)")
+    if not ckpt.is_file():
+        raise fail(f"{ckpt}: named by checkpoints/latest.json but missing")
+    groups, meta = load_all_weights(ckpt)
+    expected = build_denoiser(plugin, config).state_dict()
+    for group in sorted(groups):
+        check_weights_fit(expected, groups[group], ckpt)
+    state = load_state(ckpt.parent, ckpt.name[: -len(WEIGHTS_SUFFIX)])
+    if state is None or state.get("step") != meta.get("step"):
+        raise fail(f"{ckpt}: its training state (.state.pt) is missing or from another step")
+
+
+def check_sampler(name: str, where: str = "") -> None:
+    """``name`` is a registered sampler; ``where`` (``"cfg.toml: sample.sampler"``) prefixes the
+    one-line error when the name came from a file."""
     from polydiff.sampling import get_sampler
 
     try:
         get_sampler(name)
     except KeyError as exc:
-        raise fail(str(exc.args[0])) from None
+        raise fail(f"{where}: {exc.args[0]}" if where else str(exc.args[0])) from None
 
 
 def load_denoiser(
@@ -47,7 +79,7 @@ def load_denoiser(
     device: str = "auto", ema: bool = True,
 ) -> OpenRun:
     """The run's network with its EMA (or raw) weights, after a version-compatibility check."""
-    from polydiff.checkpoint import check_compatible, load_weights
+    from polydiff.checkpoint import check_compatible, check_weights_fit, load_weights
     from polydiff.generate import build_denoiser
     from polydiff.training.hardware import resolve_device
     from polydiff.training.run_folder import best_checkpoint, latest_checkpoint, plugin_distribution
@@ -55,9 +87,18 @@ def load_denoiser(
     if checkpoint not in ("latest", "best"):
         raise fail(f"--checkpoint {checkpoint}: expected latest or best")
     ckpt = (best_checkpoint if checkpoint == "best" else latest_checkpoint)(run_dir)
-    if ckpt is None or not ckpt.exists():
+    if ckpt is None:
         raise fail(f"{run_dir}: no {checkpoint} checkpoint found")
+    if not ckpt.is_file():
+        raise fail(f"{ckpt}: the {checkpoint} checkpoint is missing")
     dev = resolve_device(device)
+    threads = int((config.get("train") or {}).get("threads") or 0)
+    if threads > 0:
+        import torch
+
+        # the run's own thread setting: a small network on a busy machine is many times slower
+        # with torch's default (all cores, spinning) than with the count it was tuned for
+        torch.set_num_threads(threads)
     model_sd, ema_sd, meta = load_weights(ckpt)
     dist_name, version = plugin_distribution(plugin)
     check_compatible(
@@ -69,7 +110,9 @@ def load_denoiser(
     )
     denoiser = build_denoiser(plugin, config)
     use_ema = bool(ema and ema_sd)
-    denoiser.load_state_dict(ema_sd if use_ema else model_sd)
+    chosen = ema_sd if use_ema else model_sd
+    check_weights_fit(denoiser.state_dict(), chosen, ckpt)
+    denoiser.load_state_dict(chosen)
     denoiser.to(dev).eval()
     return OpenRun(plugin, config, denoiser, ckpt, dev, meta, "ema" if use_ema else "raw")
 
@@ -89,7 +132,8 @@ def sample_run(
 
     rounds = int(options.get("imputation_resample", 1)) if options.get("known") is not None else 1
     total = steps * max(1, rounds)  # RePaint repeats each step
-    with torch.no_grad(), StepProgress(total, f"sample ({sampler})", console=err_console) as bar:
+    with torch.no_grad(), StepProgress(total, f"sample ({sampler})", console=err_console) as bar, \
+            _out_of_memory_is_one_line(n):
         return generate(
             run.plugin,
             run.config,
@@ -103,6 +147,20 @@ def sample_run(
             callback=lambda i, x, d: bar.advance(),
             **options,
         )
+
+
+@contextmanager
+def _out_of_memory_is_one_line(n: int) -> Iterator[None]:
+    import torch
+
+    try:
+        yield
+    except torch.OutOfMemoryError:
+        raise fail(f"--n {n}: out of memory while sampling {n} at once (lower --n)") from None
+    except RuntimeError as exc:
+        if "alloc" not in str(exc) and "memory" not in str(exc):
+            raise
+        raise fail(f"--n {n}: cannot allocate memory for {n} samples at once (lower --n)") from None
 
 
 def to_cpu(state: Any) -> Any:

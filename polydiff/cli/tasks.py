@@ -38,6 +38,47 @@ GuidanceOption = Annotated[
 ]
 
 
+def check_number(
+    option: str, value: float | None, *, minimum: float | None = None, maximum: float | None = None
+) -> None:
+    """A numeric option is finite and within its range, else one line naming it (Click's own
+    ``min=`` lets ``nan`` through: every comparison with it is false)."""
+    import math
+
+    if value is None:
+        return
+    if not math.isfinite(float(value)):
+        raise fail(f"{option} {value}: expected a finite number")
+    if minimum is not None and value < minimum:
+        raise fail(f"{option} {value}: expected a number >= {minimum:g}")
+    if maximum is not None and value > maximum:
+        raise fail(f"{option} {value}: expected a number <= {maximum:g}")
+
+
+def check_device(name: str) -> None:
+    """``--device NAME`` is auto, cpu, cuda or cuda:N with a GPU N that exists, before any work."""
+    import re
+
+    from polydiff.config_schema import DEVICE_PATTERN
+
+    if not re.fullmatch(DEVICE_PATTERN, name):
+        raise fail(f"--device {name}: expected auto, cpu, cuda or cuda:N")
+    if name.startswith("cuda:"):
+        import torch
+
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count and int(name[5:]) >= count:
+            raise fail(f"--device {name}: this machine has CUDA devices 0..{count - 1}")
+
+
+def check_schedule(name: str) -> None:
+    """``--schedule NAME`` names a noise grid (or ``default``: the sampler's own)."""
+    from polydiff.sampling.schedules import SCHEDULES
+
+    if name != "default" and name not in SCHEDULES:
+        raise fail(f"--schedule {name}: unknown noise grid; available: default, {', '.join(SCHEDULES)}")
+
+
 def class_labels(spec: str | None, plugin: Any, num_classes: int, n: int) -> Any:
     """The ``label`` condition for ``n`` samples, or ``None`` to keep the data's class balance.
 

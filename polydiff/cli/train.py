@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import time
@@ -11,7 +10,8 @@ from typing import Annotated, Any
 
 import typer
 
-from polydiff.cli.common import console, err_console, fail, user_errors
+from polydiff.cli.common import HeaderFirst, console, escape, fail, say, user_errors
+from polydiff.config_schema import MAX_SEED
 
 
 def _overrides(
@@ -62,7 +62,7 @@ def train_command(
     steps: Annotated[int | None, typer.Option(min=1, help="Training steps.")] = None,
     batch_size: Annotated[int | None, typer.Option(min=1, help="Batch size.")] = None,
     device: Annotated[str | None, typer.Option(help="auto, cpu or cuda.")] = None,
-    seed: Annotated[int | None, typer.Option(help="Random seed.")] = None,
+    seed: Annotated[int | None, typer.Option(min=0, max=MAX_SEED, help="Random seed.")] = None,
     resume: Annotated[
         Path | None, typer.Option(help="Continue the run in this folder from its last checkpoint.")
     ] = None,
@@ -72,6 +72,11 @@ def train_command(
     compile_: Annotated[
         bool | None, typer.Option("--compile/--no-compile", help="torch.compile the network.")
     ] = None,
+    skip_bad: Annotated[
+        bool,
+        typer.Option("--skip-bad", help="Skip unreadable data files (counted and named in the "
+                     "summary) instead of stopping at the first."),
+    ] = False,
 ) -> None:
     """Train a diffusion model; writes config, checkpoints, metrics and samples to the run folder.
 
@@ -79,7 +84,8 @@ def train_command(
     Launched by torchrun, the processes train one model data-parallel (see docs/training.md).
     """
     try:
-        _train(modality, data, config, out, steps, batch_size, device, seed, resume, precision, compile_)
+        _train(modality, data, config, out, steps, batch_size, device, seed, resume, precision,
+               compile_, skip_bad)
     finally:
         if "torch" in sys.modules:
             from polydiff import distributed
@@ -99,22 +105,29 @@ def _train(
     resume: Path | None,
     precision: str | None,
     compile_: bool | None,
+    skip_bad: bool = False,
 ) -> None:
     main = os.environ.get("RANK", "0") == "0"
     with user_errors():
+        from polydiff.cli.outputs import check_writable_folder
+        from polydiff.cli.runs import check_run_weights, check_sampler, open_record
+        from polydiff.cli.tasks import check_device
+        from polydiff.config import check_values
         from polydiff.registry import get_registry
 
         if resume is not None:
-            record_path = resume / "config.json"
-            if not record_path.is_file():
-                raise fail(f"--resume {resume}: not a run folder (no config.json)")
-            record = json.loads(record_path.read_text())
-            name = record["modality"]
-            plugin = get_registry().load(name)
-            cfg = record["config"]
+            from polydiff.distill import DISTILL_FILE
+
+            if (resume / DISTILL_FILE).is_file():
+                raise fail(f"{resume}: a distilled student; continue it with: polydiff distill {resume} --resume")
+            cfg, name, plugin = open_record(resume)
             for key, value in (("steps", steps), ("precision", precision), ("compile", compile_)):
                 if value is not None:
                     cfg["train"][key] = value
+            if skip_bad:
+                cfg.setdefault("data", {})["skip_bad"] = True
+            check_values(cfg, f"--resume {resume}", plugin)
+            check_run_weights(resume, plugin, cfg)
             run_dir = resume
         else:
             if modality is None:
@@ -129,8 +142,17 @@ def _train(
                 over["data"]["dataset"] = data
             else:
                 over = _overrides(data, steps, batch_size, device, seed, precision, compile_)
+            if skip_bad:
+                over["data"]["skip_bad"] = True
             cfg = resolve(plugin, config, over)
             run_dir = out or Path("runs") / f"{plugin.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+            check_writable_folder(run_dir, "--out")
+        sc = cfg["sample"]
+        source = f"--resume {resume}" if resume is not None else str(config or "config")
+        check_sampler(str(sc["sampler"]), f"{source}: sample.sampler")
+        if sc.get("inpaint_sampler"):
+            check_sampler(str(sc["inpaint_sampler"]), f"{source}: sample.inpaint_sampler")
+        check_device(str(cfg["train"]["device"]))
 
         from polydiff import distributed
         from polydiff.train import train
@@ -143,28 +165,26 @@ def _train(
         if resume is None:
             check_new_run(run_dir)
         world = distributed.info().world_size
-        if main:
-            how = f" on {world} processes" if world > 1 else ""
-            err_console.print(
-                f"{'resuming' if resume else 'training'} [bold]{plugin.name}[/] in {run_dir}{how}",
-                highlight=False,
-                soft_wrap=True,
-            )
+        how = f" on {world} processes" if world > 1 else ""
+        verb = "resuming" if resume else "training"
+        # printed with the first training output: a data error stays the only line
+        header = f"{verb} [bold]{escape(plugin.name)}[/] in {escape(str(run_dir))}{how}"
+        progress_console = HeaderFirst(header if main else "", stderr=True)
         try:
-            result = train(plugin, cfg, run_dir, resume=resume is not None, console=err_console)
+            result = train(plugin, cfg, run_dir, resume=resume is not None, console=progress_console)
         except TrainingInterrupted as exc:
             if main:
-                err_console.print(f"[bold yellow]stopped:[/] {exc}", highlight=False, soft_wrap=True)
+                say("[bold yellow]stopped:[/] {}", exc, err=True)
             raise typer.Exit(128 + exc.signum) from None
         except NonFiniteLossError as exc:
             if main:
-                err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+                say("[bold red]error:[/] {}", exc, err=True)
             raise typer.Exit(1) from None
         except KeyboardInterrupt:
             last = latest_checkpoint(run_dir)
             where = f"last checkpoint: {last}" if last else "no checkpoint was written"
             if main:
-                err_console.print(f"[bold yellow]aborted[/] ({where})", highlight=False, soft_wrap=True)
+                say("[bold yellow]aborted[/] ({})", where, err=True)
             raise typer.Exit(130) from None
     if main:
         _summary(result, cfg)
@@ -186,18 +206,23 @@ def _summary(result: Any, cfg: dict[str, Any]) -> None:
         table.add_row("best loss", f"{result.best_loss:.4f} (smoothed)")
     if result.skipped:
         table.add_row("skipped", f"{result.skipped} non-finite steps")
-    table.add_row("run folder", str(result.run_dir))
-    table.add_row("checkpoint", str(result.checkpoint))
+    table.add_row("run folder", escape(str(result.run_dir)))
+    table.add_row("checkpoint", escape(str(result.checkpoint)))
     if result.best is not None:
-        table.add_row("best", str(result.best))
+        table.add_row("best", escape(str(result.best)))
     if result.metrics is not None and result.metrics.exists():
-        table.add_row("metrics", str(result.metrics))
+        table.add_row("metrics", escape(str(result.metrics)))
     if result.plot is not None:
-        table.add_row("loss curve", str(result.plot))
+        table.add_row("loss curve", escape(str(result.plot)))
     if result.snapshots:
         n = len(result.snapshots)
-        table.add_row("snapshots", f"{result.snapshots[-1].parent} (latest of {n})")
+        table.add_row("snapshots", escape(f"{result.snapshots[-1].parent} (latest of {n})"))
     if result.samples:
-        table.add_row("samples", str(result.samples[0]))
+        table.add_row("samples", escape(str(result.samples[0])))
+    from polydiff.files import skipped_summary
+
+    skipped = skipped_summary()
+    if skipped:
+        table.add_row("data skipped", escape(skipped))
     console.print("[bold green]done[/]", highlight=False)
     console.print(table)

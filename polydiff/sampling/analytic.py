@@ -4,9 +4,11 @@ For data x_0 and the unscaled noisy state x = x_0 + sigma * eps, the exact denoi
 mean D(x, sigma) = E[x_0 | x]. For these targets it is known in closed form, so a sampler driven
 by it must reproduce the target exactly in the limit of many steps (DESIGN.md §5).
 
-- :class:`GaussianMixture`: weights pi_k, means mu_k, isotropic standard deviations tau_k.
-  The noisy marginal is sum_k pi_k N(mu_k, (tau_k^2 + sigma^2) I) and
-  D = sum_k w_k(x) [mu_k + tau_k^2 / (tau_k^2 + sigma^2) (x - mu_k)], w_k the posterior weights.
+- :class:`GaussianMixture`: weights pi_k, means mu_k, standard deviations tau_k — one per
+  component (isotropic) or one per component and dimension (diagonal, anisotropic). The noisy
+  marginal is sum_k pi_k N(mu_k, diag(tau_k^2 + sigma^2)) and
+  D = sum_k w_k(x) [mu_k + tau_k^2 / (tau_k^2 + sigma^2) (x - mu_k)] (elementwise), w_k the
+  posterior weights.
 - :class:`Gaussian`: one Gaussian with full covariance S: D = mu + S (S + sigma^2 I)^-1 (x - mu).
 
 States of any rank ``(B, ...)`` are flattened to ``(B, d)``; ``sigma`` is a scalar or ``(B,)``.
@@ -30,12 +32,13 @@ def _sigma_col(sigma: Tensor | float, x: Tensor) -> Tensor:
 
 
 class GaussianMixture:
-    """A mixture of isotropic Gaussians with an exact denoiser.
+    """A mixture of isotropic or diagonal Gaussians with an exact denoiser.
 
     Args:
         weights: ``(K,)`` mixture weights (normalised here).
         means: ``(K, d)`` component means.
-        stds: ``(K,)`` or a float, the component standard deviations tau_k.
+        stds: a float, ``(K,)`` (isotropic components) or ``(K, d)`` (diagonal: one standard
+            deviation per component and dimension).
     """
 
     def __init__(self, weights: Tensor, means: Tensor, stds: Tensor | float):
@@ -43,7 +46,9 @@ class GaussianMixture:
         self.means = means
         weights = torch.as_tensor(weights, dtype=torch.float64)
         self.weights = weights / weights.sum()
-        self.stds = torch.as_tensor(stds, dtype=torch.float64).expand(means.shape[0]).clone()
+        stds = torch.as_tensor(stds, dtype=torch.float64)
+        self.diagonal = stds.ndim == 2
+        self.stds = stds.clone() if self.diagonal else stds.expand(means.shape[0]).clone()
 
     @property
     def dim(self) -> int:
@@ -66,7 +71,8 @@ class GaussianMixture:
         """``n`` exact draws ``(n, d)`` in float64 (and their component labels)."""
         labels = torch.multinomial(self.weights, n, replacement=True, generator=generator)
         eps = torch.randn(n, self.dim, generator=generator, dtype=torch.float64)
-        x = self.means[labels] + self.stds[labels, None] * eps
+        scale = self.stds[labels] if self.diagonal else self.stds[labels, None]
+        x = self.means[labels] + scale * eps
         return (x, labels) if return_labels else x
 
     def mean(self) -> Tensor:
@@ -77,16 +83,18 @@ class GaussianMixture:
         """The exact covariance ``(d, d)``: sum_k pi_k (tau_k^2 I + mu_k mu_k^T) - m m^T."""
         m = self.mean()
         second = (self.weights[:, None] * self.means).T @ self.means
-        return (
-            second
-            + (self.weights @ self.stds**2) * torch.eye(self.dim, dtype=m.dtype)
-            - torch.outer(m, m)
-        )
+        within = self.weights @ self.stds**2
+        within = torch.diag(within) if self.diagonal else within * torch.eye(self.dim, dtype=m.dtype)
+        return second + within - torch.outer(m, m)
 
     def log_components(self, x: Tensor, sigma: Tensor | float = 0.0) -> Tensor:
         """log pi_k + log N(x; mu_k, (tau_k^2 + sigma^2) I) for each component -> ``(B, K)``."""
         w, mu, tau = self._params(x)
         xf = _flat(x)
+        if self.diagonal:
+            var = tau**2 + _sigma_col(sigma, xf).unsqueeze(2) ** 2  # (B, K, d)
+            sq = ((xf.unsqueeze(1) - mu) ** 2 / var).sum(2)
+            return w.log() - 0.5 * sq - 0.5 * torch.log(2 * math.pi * var).sum(2)
         var = tau**2 + _sigma_col(sigma, xf) ** 2  # (B, K)
         sq = (xf * xf).sum(1, keepdim=True) - 2 * xf @ mu.T + (mu * mu).sum(1)  # (B, K)
         d = xf.shape[1]
@@ -112,6 +120,11 @@ class GaussianMixture:
         xf = _flat(x)
         s2 = _sigma_col(sigma, xf) ** 2
         w = self.responsibilities(xf, sigma)  # (B, K)
+        if self.diagonal:
+            shrink = tau**2 / (tau**2 + s2.unsqueeze(2))  # (B, K, d)
+            # sum_k w_k (mu_k + shrink_k (x - mu_k)), elementwise in d
+            out = (w.unsqueeze(2) * (mu + shrink * (xf.unsqueeze(1) - mu))).sum(1)
+            return out.reshape(x.shape)
         shrink = tau**2 / (tau**2 + s2)  # (B, K)
         # sum_k w_k (mu_k + shrink_k (x - mu_k)) = x sum_k w_k shrink_k + sum_k w_k (1 - shrink_k) mu_k
         out = xf * (w * shrink).sum(1, keepdim=True) + (w * (1 - shrink)) @ mu

@@ -9,7 +9,12 @@ from torch import Tensor
 
 from polydiff.sde import SDE
 
-SCHEDULES = ("karras", "uniform", "quadratic", "logsnr")
+#: "tuned" names the grid a run folder stores for its model and solver (``polydiff schedule``);
+#: it is resolved by :func:`polydiff.tuning.schedule_options`, not here
+TUNED = "tuned"
+#: the grids :func:`get_sigmas` builds from the SDE alone
+GRIDS = ("karras", "uniform", "quadratic", "logsnr")
+SCHEDULES = (*GRIDS, TUNED)
 
 
 def _append_zero(s: Tensor) -> Tensor:
@@ -43,8 +48,13 @@ def get_sigmas(
         s = _append_zero(
             torch.exp(torch.linspace(math.log(smax), math.log(smin), steps, dtype=torch.float64))
         )
+    elif schedule == TUNED:
+        raise ValueError(
+            "the tuned schedule belongs to a run folder: pass sigmas="
+            "polydiff.tuning.tuned_sigmas(run_dir, sampler, steps)"
+        )
     else:
-        raise ValueError(f"unknown schedule {schedule!r}; available: {', '.join(SCHEDULES)}")
+        raise ValueError(f"unknown schedule {schedule!r}; available: {', '.join(GRIDS)}")
     return s.to(dtype)
 
 

@@ -16,13 +16,54 @@ CHECKPOINT_DIR = "checkpoints"
 RECORD_FILE = "config.json"
 
 
+def read_json_file(path: Path, what: str) -> Any:
+    """The JSON value in ``path``; a one-line :class:`UserError` naming the file when it cannot be
+    read, is not UTF-8 or is not JSON (a damaged run folder)."""
+    try:
+        text = Path(path).read_bytes().decode("utf-8")
+        return json.loads(text)
+    except UnicodeDecodeError as exc:
+        raise UserError(f"{path}: damaged {what} (not UTF-8 text at byte {exc.start})") from None
+    except json.JSONDecodeError as exc:
+        raise UserError(f"{path}: damaged {what} (not JSON: {exc.msg} at line {exc.lineno})") from None
+    except OSError as exc:
+        raise UserError(f"{path}: cannot read the {what} ({exc.strerror or exc})") from None
+
+
 def latest_checkpoint(run_dir: Path) -> Path | None:
-    """The weights file ``checkpoints/latest.json`` names (the newest complete checkpoint)."""
+    """The weights file ``checkpoints/latest.json`` names (the newest complete checkpoint);
+    a one-line :class:`UserError` when the pointer is damaged."""
     pointer = Path(run_dir) / CHECKPOINT_DIR / "latest.json"
     if not pointer.exists():
         return None
-    name = json.loads(pointer.read_text())["weights"]
+    record = read_json_file(pointer, "checkpoint pointer")
+    name = record.get("weights") if isinstance(record, dict) else None
+    # a plain file name inside checkpoints/: never a path that leads elsewhere
+    if not isinstance(name, str) or not name or Path(name).name != name or name.startswith("."):
+        raise UserError(f"{pointer}: damaged checkpoint pointer (no valid \"weights\" file name)")
     return Path(run_dir) / CHECKPOINT_DIR / name
+
+
+def read_run_record(run_dir: Path) -> tuple[dict[str, Any], str]:
+    """(config, modality name) of a run folder's ``config.json``; one-line errors for a folder
+    that is not a run or a damaged record."""
+    path = Path(run_dir) / RECORD_FILE
+    if not Path(run_dir).is_dir():
+        raise UserError(f"{run_dir}: not a run folder (no such folder)")
+    if not path.is_file():
+        raise UserError(f"{run_dir}: not a run folder (no config.json)")
+    record = read_json_file(path, "run record")
+    if not isinstance(record, dict):
+        raise UserError(f"{path}: damaged run record (expected a JSON object)")
+    name, config = record.get("modality"), record.get("config")
+    if not isinstance(name, str) or not name:
+        raise UserError(f"{path}: damaged run record (no \"modality\" name)")
+    if not isinstance(config, dict) or not all(isinstance(v, dict) for v in config.values()):
+        raise UserError(f"{path}: damaged run record (\"config\" is not a table of sections)")
+    for section in ("train", "sample"):
+        if section not in config:
+            raise UserError(f"{path}: damaged run record (no [{section}] section)")
+    return config, name
 
 
 def best_checkpoint(run_dir: Path) -> Path | None:
@@ -31,10 +72,38 @@ def best_checkpoint(run_dir: Path) -> Path | None:
     return path if path.exists() else None
 
 
+#: what a run killed before its first checkpoint leaves; a new run may start over these
+RESTARTABLE = frozenset({RECORD_FILE, METRICS_FILE, "loss.png", CHECKPOINT_DIR})
+
+
 def check_new_run(run_dir: Path) -> None:
-    """Refuse, in one line, to start a run where one has already committed a checkpoint."""
+    """Refuse, in one line, to start a run in a folder that holds anything but the remains of a
+    run killed before its first checkpoint: a committed run, checkpoint files without a
+    ``latest.json``, or files that are not a run's are never overwritten."""
+    run_dir = Path(run_dir)
+    if run_dir.exists() and not run_dir.is_dir():
+        raise UserError(f"--out {run_dir}: exists and is not a folder")
     if latest_checkpoint(run_dir) is not None:
         raise UserError(f"{run_dir}: already holds a training run (use --resume or another --out)")
+    try:
+        entries = sorted(p.name for p in run_dir.iterdir()) if run_dir.is_dir() else []
+        folder = run_dir / CHECKPOINT_DIR
+        saved = sorted(
+            p.name for p in folder.iterdir() if not p.name.startswith(".")
+        ) if folder.is_dir() else []
+    except OSError as exc:
+        raise UserError(f"{run_dir}: cannot list the folder ({exc.strerror or exc})") from None
+    if saved:
+        raise UserError(
+            f"{run_dir}: holds checkpoint files ({', '.join(saved[:3])}) but no latest.json; "
+            "not overwriting them (use another --out)"
+        )
+    other = [e for e in entries if e not in RESTARTABLE]
+    if other:
+        raise UserError(
+            f"{run_dir}: already holds files that are not a run's ({', '.join(other[:3])}); "
+            "choose a new or empty --out"
+        )
 
 
 def plugin_distribution(modality: Any) -> tuple[str | None, str | None]:

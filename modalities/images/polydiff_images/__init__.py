@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar
 
+from polydiff.config_schema import Setting
 from polydiff.protocol import Modality
 from polydiff_images.defaults import DEFAULT_CONFIG
 
@@ -30,6 +31,21 @@ class ImagesModality(Modality):
     )
     builtin_datasets: ClassVar[tuple[str, ...]] = ("digits", "shapes")
     conditions: ClassVar[tuple[str, ...]] = ("label",)
+    config_schema: ClassVar[dict[str, dict[str, Setting]]] = {
+        "data": {
+            # beyond 1024 px a typo (100000) would ask the allocator for terabytes
+            "resolution": Setting("int", "image side in pixels (0: the source's own)", minimum=0, maximum=1024),
+            "channels": Setting("int", "1 gray, 3 RGB (0: the source's own)", choices=(0, 1, 3)),
+            "test_size": Setting("int", "digits held out for the test split", minimum=1),
+            "test_fraction": Setting("float", "share of each folder class held out", minimum=0.0, maximum=0.9),
+        },
+        "model": {
+            "base_channels": Setting("int", "U-Net width", minimum=1, maximum=1024),
+            "num_blocks": Setting("int", "residual blocks per level", minimum=1, maximum=16),
+            "num_classes": Setting("int", "-1: the data's classes, 0: unconditional", minimum=-1),
+            "dropout": Setting("float", "dropout in residual blocks", minimum=0.0, maximum=1.0, exclusive_maximum=True),
+        },
+    }
 
     def default_config(self) -> dict[str, dict[str, Any]]:
         return copy.deepcopy(DEFAULT_CONFIG)

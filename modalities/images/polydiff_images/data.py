@@ -58,6 +58,19 @@ __all__ = [
 ]
 
 
+#: the largest ``data.resolution`` accepted: beyond it a typo (100000) would ask the allocator for
+#: terabytes instead of failing in one line
+MAX_RESOLUTION = 1024
+
+
+def _check_resolution(data_config: Mapping[str, Any]) -> None:
+    value = requested_size(data_config)["resolution"]
+    if value > MAX_RESOLUTION:
+        raise DataError(
+            f"data.resolution = {value}: expected at most {MAX_RESOLUTION} pixels (0 = auto)"
+        )
+
+
 def build_dataset(source: str | Path, config: Mapping[str, Any], split: str) -> TensorImageDataset:
     """The ``split`` of the built-in ``source`` or of the folder at ``source``, its ``data``
     settings taken from the run ``config`` over the defaults (``ImagesModality.build_dataset``).
@@ -67,6 +80,7 @@ def build_dataset(source: str | Path, config: Mapping[str, Any], split: str) -> 
     """
     data_cfg = dict(DEFAULT_CONFIG["data"])
     data_cfg.update(config.get("data") or {})
+    _check_resolution(data_cfg)
     if str(source) == "digits":
         return build_digits(data_cfg, split)
     if str(source) == "shapes":
@@ -97,6 +111,7 @@ def resolve_data_config(
     and ``evaluate`` resolve them identically. Bad values raise a one-line :class:`DataError`.
     Returns a new dict; resolving twice gives the same values.
     """
+    _check_resolution(data_config)
     data = requested_size(data_config)
     source = data_source(data) if source is None else str(source)
     if source in NATIVE_SIZES:

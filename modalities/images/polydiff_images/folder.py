@@ -35,7 +35,12 @@ training (asking for the test split is then an error). ``data.hflip`` mirrors tr
 random (see :class:`~polydiff_images.data.TensorImageDataset`).
 
 Every problem with the data is a :class:`~polydiff.protocol.DataError` whose one-line message
-names the file or folder.
+names the file or folder. Folders are walked with :func:`polydiff.files.walk_files`: only regular
+files are read, link cycles are cut, and what was passed over (a FIFO named ``x.png``, a broken
+link, a folder that cannot be listed) is counted and named in the training summary. With
+``data.skip_bad`` (``polydiff train --skip-bad``) an image that cannot be decoded is noted the same
+way instead of stopping the run. Every user image, data or ``--inpaint`` input or mask, is opened
+by :func:`open_image`, which guards against non-regular files and decompression bombs.
 """
 
 from __future__ import annotations
@@ -50,6 +55,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from polydiff.files import Skipped, note_skipped, walk_files
 from polydiff.protocol import DataError
 from polydiff_images.datasets_common import FOLDER_RESOLUTION, TensorImageDataset, requested_size
 
@@ -63,6 +69,7 @@ __all__ = [
     "folder_size",
     "folder_split_indices",
     "load_image",
+    "open_image",
     "scan_folder",
 ]
 
@@ -83,19 +90,19 @@ class FolderIndex:
     files: tuple[Path, ...]
     labels: tuple[int, ...] | None  # None: a flat, unlabelled folder
     classes: tuple[str, ...]
+    skipped: tuple[Skipped, ...] = ()  # passed over by the walk (see polydiff.files)
 
 
 def _is_image(name: str) -> bool:
     return not name.startswith(".") and name.lower().endswith(IMAGE_EXTENSIONS)
 
 
-def _images_under(folder: Path) -> list[Path]:
-    """Image files anywhere below ``folder`` (hidden files and folders skipped), sorted."""
-    found: list[Path] = []
-    for dirpath, dirnames, filenames in os.walk(folder):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        found.extend(Path(dirpath) / f for f in filenames if _is_image(f))
-    return sorted(found, key=lambda p: p.relative_to(folder).as_posix())
+def _images_under(folder: Path, skipped: list[Skipped], recursive: bool = True) -> list[Path]:
+    """Regular image files below ``folder`` (hidden files and folders skipped), sorted; what the
+    walk passed over is appended to ``skipped``."""
+    walk = walk_files(folder, _is_image, recursive=recursive)
+    skipped.extend(walk.skipped)
+    return walk.files
 
 
 def _examples(paths: Sequence[Path], root: Path, k: int = 3) -> str:
@@ -118,9 +125,11 @@ def scan_folder(root: str | Path) -> FolderIndex:
     visible = [e for e in entries if not e.name.startswith(".")]
     if not visible:
         raise DataError(f"{root}: the folder is empty")
-    subdirs = [Path(e.path) for e in visible if e.is_dir()]
-    loose = [Path(e.path) for e in visible if e.is_file() and _is_image(e.name)]
-    per_class = {d.name: _images_under(d) for d in subdirs}
+    skipped: list[Skipped] = []
+    subdirs = [Path(e.path) for e in visible if _is_dir(e)]
+    loose = _images_under(root, skipped, recursive=False)
+    per_class = {d.name: _images_under(d, skipped) for d in subdirs}
+    note_skipped(root, skipped)
 
     if any(per_class.values()):
         if loose:
@@ -140,18 +149,27 @@ def scan_folder(root: str | Path) -> FolderIndex:
         for label, name in enumerate(classes):
             files.extend(per_class[name])
             labels.extend([label] * len(per_class[name]))
-        return FolderIndex(root, tuple(files), tuple(labels), classes)
+        return FolderIndex(root, tuple(files), tuple(labels), classes, tuple(skipped))
 
-    files = _images_under(root)
+    skipped = []
+    files = _images_under(root, skipped)
+    note_skipped(root, skipped)
     if not files:
         raise DataError(
             f"{root}: no supported images found (looked for {', '.join(IMAGE_EXTENSIONS)}, "
             "recursively)"
         )
-    return FolderIndex(root, tuple(files), None, ())
+    return FolderIndex(root, tuple(files), None, (), tuple(skipped))
 
 
-def folder_channels(index: FolderIndex) -> int:
+def _is_dir(entry: os.DirEntry) -> bool:
+    try:
+        return entry.is_dir()  # follows links; False for a loop or a broken link
+    except OSError:
+        return False
+
+
+def folder_channels(index: FolderIndex, *, skip_bad: bool = False) -> int:
     """1 when every image of the folder is stored grayscale (:data:`GRAYSCALE_MODES`), else 3.
 
     Reads only the file headers (PIL opens lazily), stops at the first colour image, and caches
@@ -165,7 +183,7 @@ def folder_channels(index: FolderIndex) -> int:
         except OSError as exc:
             raise DataError(f"{path}: cannot read the image ({exc.strerror or exc})") from None
         stamps.append((str(path), st.st_mtime_ns, st.st_size))
-    return _channels_of(tuple(stamps))
+    return _channels_of(tuple(stamps), skip_bad)
 
 
 def folder_size(
@@ -177,40 +195,67 @@ def folder_size(
     data = requested_size(data_config)
     data["resolution"] = data["resolution"] or FOLDER_RESOLUTION
     if not data["channels"]:
-        data["channels"] = folder_channels(index if index is not None else scan_folder(root))
+        data["channels"] = folder_channels(
+            index if index is not None else scan_folder(root),
+            skip_bad=bool(data_config.get("skip_bad", False)),
+        )
     return data
 
 
 @functools.lru_cache(maxsize=16)
-def _channels_of(stamps: tuple[tuple[str, int, int], ...]) -> int:
-    from PIL import Image
-
+def _channels_of(stamps: tuple[tuple[str, int, int], ...], skip_bad: bool = False) -> int:
     for name, _, _ in stamps:
         try:
-            with Image.open(name) as im:  # the header only: no pixels are decoded
-                mode = im.mode
-        except Image.DecompressionBombError as exc:
-            raise DataError(f"{name}: image too large to read ({_one_line(exc)})") from None
-        except (OSError, SyntaxError, ValueError, EOFError) as exc:
-            raise DataError(f"{name}: cannot read the image ({_one_line(exc)})") from None
+            mode = open_image(name, header_only=True).mode  # no pixels are decoded
+        except DataError as exc:
+            if skip_bad:
+                continue  # build_folder notes it when it fails to decode the pixels
+            raise DataError(f"{exc}{SKIP_HINT}") from None
         if mode not in GRAYSCALE_MODES:
             return 3
     return 1
 
 
-def load_image(path: str | Path, resolution: int, channels: int) -> np.ndarray:
-    """One image file as ``(channels, resolution, resolution)`` uint8 (see the module docstring)."""
+#: the hint a data error about one file carries
+SKIP_HINT = "; polydiff train --skip-bad skips such files"
+
+
+def open_image(path: str | Path, *, header_only: bool = False) -> Any:
+    """The one guarded reader of user images: a PIL image (decoded, turned upright by its EXIF
+    orientation; with ``header_only`` only its header read) or a one-line
+    :class:`~polydiff.protocol.DataError` for a missing or non-regular file (a FIFO would block
+    forever), a decompression bomb, or a file PIL cannot read."""
+    import stat
+
     from PIL import Image, ImageOps
 
     path = Path(path)
     try:
+        info = os.stat(path)
+    except FileNotFoundError:
+        raise DataError(f"{path}: file not found") from None
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read the image ({exc.strerror or exc})") from None
+    if not stat.S_ISREG(info.st_mode):
+        raise DataError(f"{path}: not a regular file, not read")
+    try:
         with Image.open(path) as im:
+            if header_only:
+                return im
             im.load()
-            im = ImageOps.exif_transpose(im)
+            return ImageOps.exif_transpose(im)
     except Image.DecompressionBombError as exc:
         raise DataError(f"{path}: image too large to read ({_one_line(exc)})") from None
-    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+    except (OSError, SyntaxError, ValueError, EOFError, Image.UnidentifiedImageError) as exc:
         raise DataError(f"{path}: cannot read the image ({_one_line(exc)})") from None
+
+
+def load_image(path: str | Path, resolution: int, channels: int) -> np.ndarray:
+    """One image file as ``(channels, resolution, resolution)`` uint8 (see the module docstring)."""
+    from PIL import Image
+
+    path = Path(path)
+    im = open_image(path)
     try:
         im = _to_mode(im, "L" if channels == 1 else "RGB")
         w, h = im.size
@@ -292,7 +337,21 @@ def build_folder(root: str | Path, data_config: Mapping[str, Any], split: str) -
             f"{index.root}: the test split is empty ({len(index.files)} images, "
             f"data.test_fraction = {test_fraction} rounds to 0 per class); raise data.test_fraction"
         )
-    images = np.stack([load_image(index.files[i], resolution, channels) for i in idx])
+    skip_bad = bool(data_config.get("skip_bad", False))
+    kept, arrays, bad = [], [], []
+    for i in idx:
+        try:
+            arrays.append(load_image(index.files[i], resolution, channels))
+            kept.append(i)
+        except DataError as exc:
+            if not skip_bad:
+                raise DataError(f"{exc}{SKIP_HINT}") from None
+            bad.append(Skipped(index.files[i], str(exc).removeprefix(f"{index.files[i]}: ")))
+    note_skipped(index.root, bad)
+    if not arrays:
+        raise DataError(f"{index.root}: no readable image in the {split} split ({len(bad)} skipped)")
+    idx = np.asarray(kept, dtype=np.int64)
+    images = np.stack(arrays)
     labels = None if index.labels is None else torch.tensor([index.labels[i] for i in idx])
     dataset = TensorImageDataset(
         torch.from_numpy(images),

@@ -70,14 +70,16 @@ def read_mask(spec: str, config: Mapping[str, Any], like: Tensor) -> Tensor:
     path = Path(spec)
     if spec in PRESETS and not path.is_file():
         keep = preset_mask(spec, h)
-    elif path.is_file():
-        from PIL import Image, UnidentifiedImageError
+    elif path.exists():
+        from PIL import Image
 
+        from polydiff_images.folder import open_image
+
+        im = open_image(path)  # the guarded reader: bombs, FIFOs, broken files are one line
         try:
-            with Image.open(path) as im:
-                gray = im.convert("L").resize((w, h), Image.Resampling.NEAREST)
-        except (UnidentifiedImageError, OSError) as exc:
-            raise DataError(f"{path}: not a readable image ({exc.__class__.__name__})") from None
+            gray = im.convert("L").resize((w, h), Image.Resampling.NEAREST)
+        except (OSError, ValueError) as exc:
+            raise DataError(f"{path}: cannot convert the mask ({exc.__class__.__name__})") from None
         keep = torch.from_numpy((np.asarray(gray) < 128).astype(np.float32))
     else:
         raise DataError(f"{spec}: mask file not found and not a preset ({', '.join(PRESETS)})")

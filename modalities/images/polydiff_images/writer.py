@@ -1,4 +1,5 @@
-"""Writing image samples: one PNG per sample and a nearest-neighbour upscaled grid."""
+"""Writing image samples: one PNG per sample and a nearest-neighbour upscaled grid, each file
+written atomically (temporary file, fsync, rename)."""
 
 from __future__ import annotations
 
@@ -44,11 +45,16 @@ def make_grid(images: np.ndarray, ncols: int | None = None, pad: int = 1) -> np.
 
 
 def _save(array: np.ndarray, path: Path) -> None:
+    """One PNG through :func:`polydiff.atomic.atomic_write`: a process killed mid-write leaves
+    no truncated file under the final name."""
     from PIL import Image
+
+    from polydiff.atomic import atomic_write
 
     c = array.shape[-1]
     data = array[..., 0] if c == 1 else array
-    Image.fromarray(np.ascontiguousarray(data)).convert(_MODES[c]).save(path)
+    image = Image.fromarray(np.ascontiguousarray(data)).convert(_MODES[c])
+    atomic_write(path, lambda tmp: image.save(tmp, format="PNG"))
 
 
 def write_samples(

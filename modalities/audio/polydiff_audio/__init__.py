@@ -1,0 +1,124 @@
+"""polydiff-audio: the audio modality for polydiff.
+
+The entry point ``polydiff_audio:modality`` is an :class:`AudioModality`. Importing this package
+stays light (no torch, torchaudio or soundfile): the core imports it to list plugins, and the
+heavy modules (:mod:`polydiff_audio.data`, :mod:`polydiff_audio.wavenet`,
+:mod:`polydiff_audio.writer`, :mod:`polydiff_audio.evaluation`) load inside the methods.
+
+States are ``(C, T)`` waveforms in [-1, 1] (``C = 1``: files are mixed to mono); a padded clip
+carries a ``(1, T)`` mask, ``(B, 1, T)`` batched, which broadcasts over the channels.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, ClassVar
+
+from polydiff.protocol import Modality
+from polydiff_audio.defaults import DEFAULT_CONFIG, PRESETS
+
+__version__ = "0.1.0"
+__all__ = ["DEFAULT_CONFIG", "PRESETS", "AudioModality", "modality", "resolve_num_classes"]
+
+
+def resolve_num_classes(config: Mapping[str, Any]) -> int:
+    """``model.num_classes``, -1 resolved to the data's class count."""
+    model = {**DEFAULT_CONFIG["model"], **(config.get("model") or {})}
+    k = int(model.get("num_classes", 0))
+    if k >= 0:
+        return k
+    from polydiff_audio.data import data_classes
+
+    return data_classes(config)
+
+
+class AudioModality(Modality):
+    """Audio clips ``(C, T)``; built-in ``notes`` or folders of WAV/FLAC/OGG files."""
+
+    name: ClassVar[str] = "audio"
+    description: ClassVar[str] = (
+        "Audio (C, T) waveforms: built-in 'notes' (pitched tones, 16 kHz), folders of WAV/FLAC/OGG, "
+        "a DiffWave-family WaveNet, label and mel (vocoding) conditions, WAV + log-mel PNG writer"
+    )
+    protocol_version: ClassVar[str] = "2.0"
+    builtin_datasets: ClassVar[tuple[str, ...]] = ("notes",)
+    conditions: ClassVar[tuple[str, ...]] = ("label", "mel")
+
+    def __init__(self) -> None:
+        # the writer needs the sample rate, which write_samples is not given (see README): the
+        # last configuration seen by a layout, a network or a reader supplies it
+        self._data: dict[str, Any] = dict(DEFAULT_CONFIG["data"])
+
+    def _remember(self, config: Mapping[str, Any]) -> None:
+        self._data = {**DEFAULT_CONFIG["data"], **((config or {}).get("data") or {})}
+
+    def default_config(self) -> dict[str, dict[str, Any]]:
+        return copy.deepcopy(DEFAULT_CONFIG)
+
+    def build_dataset(self, source: str | Path, config: Mapping[str, Any], split: str):
+        from polydiff_audio.data import build_dataset
+
+        self._remember(config)
+        return build_dataset(source, config, split)
+
+    def build_network(self, config: Mapping[str, Any]):
+        from polydiff_audio.audio_io import data_config
+        from polydiff_audio.wavenet import build_wavenet
+
+        self._remember(config)
+        model = {**DEFAULT_CONFIG["model"], **(config.get("model") or {})}
+        return build_wavenet(model, data_config(config), resolve_num_classes(config))
+
+    def sample_layout(self, config: Mapping[str, Any], n: int, generator: Any, *, dataset: Any = None):
+        from polydiff_audio.data import sample_layout
+
+        self._remember(config)
+        return sample_layout(self, config, n, generator, dataset)
+
+    def write_samples(
+        self, samples: Any, out_dir: Path, *, mask: Any = None, cond: Mapping[str, Any] | None = None,
+        prefix: str = "sample",
+    ) -> list[Path]:
+        from polydiff_audio.writer import write_samples
+
+        return write_samples(samples, out_dir, self._data, mask=mask, cond=cond, prefix=prefix)
+
+    def read_condition(self, name: str, spec: str, config: Mapping[str, Any], n: int):
+        self._remember(config)
+        if name == "mel" and spec.strip().lower() != "none":
+            from polydiff.errors import UserError
+            from polydiff_audio.inputs import read_mel
+
+            if not {**DEFAULT_CONFIG["model"], **(config.get("model") or {})}.get("mel"):
+                raise UserError("--cond mel=...: this run's network is not mel-conditioned (model.mel = false)")
+
+            return read_mel(spec, config, n)
+        return super().read_condition(name, spec, config, n)
+
+    def read_state(self, path: Path, config: Mapping[str, Any]):
+        from polydiff_audio.inputs import read_clip
+
+        self._remember(config)
+        return read_clip(path, config)
+
+    def read_mask(self, spec: str, config: Mapping[str, Any], like: Any):
+        from polydiff_audio.inputs import read_mask
+
+        return read_mask(spec, config, like)
+
+    def write_inpainting(
+        self, samples: Any, values: Any, known_mask: Any, out_dir: Path, *, prefix: str = "inpaint"
+    ) -> list[Path]:
+        from polydiff_audio.writer import write_inpainting
+
+        return write_inpainting(samples, values, known_mask, out_dir, self._data, prefix=prefix)
+
+    def metrics(self) -> Mapping[str, Any]:
+        from polydiff_audio.evaluation import metrics_for_modality
+
+        return metrics_for_modality(self)
+
+
+modality = AudioModality()

@@ -1,0 +1,145 @@
+"""A non-causal WaveNet denoiser of the DiffWave family (Kong et al. 2021, §3 and Fig. 2).
+
+Residual layers over a dilation cycle (dilation ``2 ** (i % cycle)``, kernel 3, so the receptive
+field is ``1 + 2 · Σ dilations``); each layer adds its projection of the noise-level embedding,
+applies the dilated convolution plus its projection of the upsampled mel spectrogram, the gated
+unit tanh(·) ⊙ σ(·), and a 1×1 convolution split into a residual (added, scaled by 1/√2) and a skip
+output (summed over layers, scaled by 1/√L). Unlike DiffWave's integer step embedding, the noise
+level enters continuously (the core's ``c_noise``) through log-spaced Fourier features, so any
+sampler and step count work without retraining. A class label adds its embedding to the
+noise-level embedding (index ``num_classes`` is the null class of classifier-free guidance).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+__all__ = ["MelUpsampler", "WaveNet", "build_wavenet", "receptive_field"]
+
+
+def receptive_field(layers: int, cycle: int, kernel: int = 3) -> int:
+    """Samples of input one output sample depends on: ``1 + (kernel − 1) · Σ_i 2^(i mod cycle)``."""
+    return 1 + (kernel - 1) * sum(2 ** (i % cycle) for i in range(layers))
+
+
+class MelUpsampler(nn.Module):
+    """``(B, n_mels, F)`` frames -> ``(B, n_mels, F · hop)``: two transposed 2-D convolutions over
+    (mel, time), each stretching time by a factor whose product is ``hop`` (DiffWave's 16 × 16)."""
+
+    def __init__(self, hop: int) -> None:
+        super().__init__()
+        if hop < 4 or hop & (hop - 1):
+            raise ValueError(f"hop {hop}: must be a power of two >= 4")
+        bits = int(math.log2(hop))
+        first = 2 ** ((bits + 1) // 2)
+        self.factors = (first, hop // first)
+        self.convs = nn.ModuleList(
+            nn.ConvTranspose2d(1, 1, (3, 2 * s), stride=(1, s), padding=(1, s // 2)) for s in self.factors
+        )
+
+    def forward(self, mel: Tensor) -> Tensor:
+        x = mel.unsqueeze(1)
+        for conv in self.convs:
+            x = F.leaky_relu(conv(x), 0.4)
+        return x.squeeze(1)
+
+
+def _fourier(c_noise: Tensor, dim: int) -> Tensor:
+    # frequencies 1e-3 … 1e2, log-spaced: resolves EDM's ln(σ)/4 (|c| < 2) and VP's 999·t alike
+    half = dim // 2
+    freqs = torch.logspace(-3.0, 2.0, half, device=c_noise.device, dtype=torch.float32)
+    arg = c_noise.float()[:, None] * freqs[None] * (2 * math.pi)
+    return torch.cat([arg.sin(), arg.cos()], dim=1)
+
+
+class WaveNet(nn.Module):
+    """``net(x_in (B, C, T), c_noise (B,), label=(B,) | None, mel=(B, n_mels, F) | None) -> (B, C, T)``."""
+
+    def __init__(
+        self, *, channels: int = 1, residual_layers: int = 12, residual_channels: int = 32,
+        dilation_cycle: int = 6, embedding_dim: int = 128, num_classes: int = 0,
+        n_mels: int = 0, hop: int = 256,
+    ) -> None:
+        super().__init__()
+        c, hidden = residual_channels, 4 * embedding_dim
+        self.channels, self.layers, self.cycle = channels, residual_layers, dilation_cycle
+        self.residual_channels = c
+        self.embedding_dim = embedding_dim
+        self.num_classes = num_classes
+        self.n_mels, self.hop = n_mels, hop
+        self.input = nn.Conv1d(channels, c, 1)
+        self.embed = nn.Sequential(nn.Linear(embedding_dim, hidden), nn.SiLU(), nn.Linear(hidden, hidden), nn.SiLU())
+        self.label = nn.Embedding(num_classes + 1, hidden) if num_classes > 0 else None
+        # every layer's projection of the embedding in one matrix product
+        self.step_proj = nn.Linear(hidden, residual_layers * c)
+        self.upsample = MelUpsampler(hop) if n_mels > 0 else None
+        self.mel_proj = nn.ModuleList(nn.Conv1d(n_mels, 2 * c, 1) for _ in range(residual_layers)) if n_mels > 0 else None
+        self.dilated = nn.ModuleList(
+            nn.Conv1d(c, 2 * c, 3, padding=2 ** (i % dilation_cycle), dilation=2 ** (i % dilation_cycle))
+            for i in range(residual_layers)
+        )
+        self.out_proj = nn.ModuleList(nn.Conv1d(c, 2 * c, 1) for _ in range(residual_layers))
+        self.skip = nn.Conv1d(c, c, 1)
+        self.output = nn.Conv1d(c, channels, 1)
+        nn.init.zeros_(self.output.weight)  # the network starts as "no correction", as DiffWave's
+        nn.init.zeros_(self.output.bias)
+
+    @property
+    def receptive_field(self) -> int:
+        return receptive_field(self.layers, self.cycle)
+
+    def _conditioning(self, mel: Tensor | None, batch: int, length: int, like: Tensor) -> Tensor | None:
+        if self.upsample is None:
+            return None
+        frames = length // self.hop + 1
+        if mel is None:
+            mel = torch.zeros(batch, self.n_mels, frames, device=like.device, dtype=like.dtype)
+        if mel.shape[1] != self.n_mels or mel.shape[2] < math.ceil(length / self.hop):
+            raise ValueError(
+                f"mel condition of shape {tuple(mel.shape)}: expected (B, {self.n_mels}, {frames}) "
+                f"for {length} samples at hop {self.hop}"
+            )
+        return self.upsample(mel.to(like.dtype))[..., :length]
+
+    def forward(self, x_in: Tensor, c_noise: Tensor, label: Tensor | None = None, mel: Tensor | None = None) -> Tensor:
+        b, _, t = x_in.shape
+        emb = self.embed(_fourier(c_noise, self.embedding_dim).to(x_in.dtype))
+        if self.label is not None and label is not None:
+            idx = label.long().reshape(b)
+            idx = torch.where((idx < 0) | (idx >= self.num_classes), torch.full_like(idx, self.num_classes), idx)
+            emb = emb + self.label(idx)
+        steps = self.step_proj(emb).view(b, self.layers, self.residual_channels, 1)
+        cond = self._conditioning(mel, b, t, x_in)
+        h = F.relu(self.input(x_in))
+        skip = torch.zeros_like(h)
+        for i in range(self.layers):
+            y = self.dilated[i](h + steps[:, i])
+            if cond is not None:
+                y = y + self.mel_proj[i](cond)
+            gate, filt = y.chunk(2, dim=1)
+            y = self.out_proj[i](torch.sigmoid(gate) * torch.tanh(filt))
+            residual, s = y.chunk(2, dim=1)
+            h = (h + residual) * (1.0 / math.sqrt(2.0))
+            skip = skip + s
+        out = F.relu(self.skip(skip * (1.0 / math.sqrt(self.layers))))
+        return self.output(out)
+
+
+def build_wavenet(model: Mapping[str, Any], data: Mapping[str, Any], num_classes: int, channels: int = 1) -> WaveNet:
+    """The network a run's ``model`` and ``data`` sections describe."""
+    return WaveNet(
+        channels=channels,
+        residual_layers=int(model["residual_layers"]),
+        residual_channels=int(model["residual_channels"]),
+        dilation_cycle=int(model["dilation_cycle"]),
+        embedding_dim=int(model["embedding_dim"]),
+        num_classes=int(num_classes),
+        n_mels=int(data["n_mels"]) if model.get("mel") else 0,
+        hop=int(data["hop_length"]),
+    )

@@ -1,0 +1,76 @@
+"""The score network: equivariance under node permutations, padding, the noise space."""
+
+import torch
+from polydiff_graphs import modality
+from polydiff_graphs.graphs import collate
+from polydiff_graphs.network import GraphScoreNet
+
+from polydiff import hooks
+from polydiff.config import resolve
+from polydiff.state import randn_like_state
+
+
+def _batch():
+    ds = modality.build_dataset("community-small", resolve(modality), "test")
+    return collate([ds[0], ds[1], ds[2]])
+
+
+def _noisy(batch, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    space = hooks.noise_space(modality, resolve(modality))
+    noise = space.project(randn_like_state(batch.x, generator=g), batch.mask)
+    return {k: batch.x[k] + 0.7 * noise[k] for k in batch.x}
+
+
+def test_permutation_equivariance():
+    torch.manual_seed(0)
+    net = GraphScoreNet(hidden=16, edge_hidden=8, layers=2, heads=2, powers=3).double()
+    for p in net.parameters():  # the zero-initialised output layers would make this trivial
+        torch.nn.init.normal_(p, std=0.3)
+    batch = _batch()
+    x = {k: v.double() for k, v in _noisy(batch).items()}
+    c = torch.tensor([0.1, -0.3, 0.5], dtype=torch.float64)
+    out = net(x, c)
+    n = int(batch.mask["nodes"][0].sum())  # permute the valid nodes of the first graph
+    perm = torch.arange(x["nodes"].shape[1])
+    perm[:n] = torch.randperm(n, generator=torch.Generator().manual_seed(1))
+    xp = {"nodes": x["nodes"][:, perm], "adjacency": x["adjacency"][:, perm][:, :, perm]}
+    outp = net(xp, c)
+    assert out["adjacency"].abs().max() > 1e-3
+    torch.testing.assert_close(outp["nodes"][0], out["nodes"][0][perm])
+    torch.testing.assert_close(outp["adjacency"][0], out["adjacency"][0][perm][:, perm])
+    a = out["adjacency"]
+    torch.testing.assert_close(a, a.transpose(1, 2))
+    assert (a.diagonal(dim1=1, dim2=2) == 0).all()
+
+
+def test_padding_does_not_change_a_graph():
+    torch.manual_seed(0)
+    net = GraphScoreNet(hidden=16, edge_hidden=8, layers=2, heads=2).double()
+    for p in net.parameters():
+        torch.nn.init.normal_(p, std=0.3)
+    batch = _batch()
+    x = {k: v.double() for k, v in _noisy(batch).items()}
+    n = int(batch.mask["nodes"][1].sum())
+    alone = {"nodes": x["nodes"][1:2, :n], "adjacency": x["adjacency"][1:2, :n, :n]}
+    c = torch.tensor([0.2], dtype=torch.float64)
+    out_alone = net(alone, c)
+    out_batch = net(x, c.repeat(3))
+    torch.testing.assert_close(out_batch["adjacency"][1, :n, :n], out_alone["adjacency"][0])
+    assert (out_batch["adjacency"][1, n:] == 0).all() and (out_batch["nodes"][1, n:] == 0).all()
+
+
+def test_noise_is_symmetric_hollow_with_half_variance():
+    batch = _batch()
+    space = hooks.noise_space(modality, resolve(modality))
+    g = torch.Generator().manual_seed(0)
+    draws = torch.stack([space.project(randn_like_state(batch.x, generator=g), batch.mask)["adjacency"] for _ in range(400)])
+    adj = draws[:, 0]
+    n = int(batch.mask["nodes"][0].sum())
+    torch.testing.assert_close(adj, adj.transpose(1, 2))
+    assert (adj.diagonal(dim1=1, dim2=2) == 0).all() and (draws[:, :, :, n:][:, 0] == 0).all()
+    off = adj[:, :n, :n][:, ~torch.eye(n, dtype=torch.bool)]
+    assert abs(off.var().item() - 0.5) < 0.03  # off-diagonal entries carry variance 1/2
+    dims = space.dims(batch.x, batch.mask)
+    sizes = batch.mask["nodes"].sum(1)
+    torch.testing.assert_close(dims, sizes * (sizes - 1) / 2 + sizes)  # pairs + one feature per node

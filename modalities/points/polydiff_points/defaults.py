@@ -1,0 +1,47 @@
+"""The points modality's default configuration (light: no torch, numpy or trimesh)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["DEFAULT_CONFIG", "VALID"]
+
+#: the condition that carries each cloud's validity mask to the network (the contract passes the
+#: network only the state, the noise level and conditions, so a ragged batch's mask rides here)
+VALID = "valid"
+
+#: Speed: the default network trains at about 1.9 steps/s (batch 16, 512 points, one thread of a
+#: quiet 2-core machine; docs/benchmarks.md), so 600 steps take about 5-6 minutes.
+DEFAULT_CONFIG: dict[str, dict[str, Any]] = {
+    "data": {
+        "dataset": "shapes",  # built-in: procedural shapes (8 classes)
+        "path": "",  # a folder of meshes and clouds (--data PATH); overrides `dataset`
+        "num_points": 512,  # meshes are sampled to this; larger clouds are subsampled to it
+        # box: each shape's bounding box centred, longest side 2 (coordinates in [-1, 1]);
+        # global: each shape's centroid removed, divided by the training split's one std
+        "normalize": "box",
+        # zero centre of mass (state and noise): likelihoods count 3(N - 1) dimensions
+        "center": True,
+        "train_per_class": 200,  # shapes: clouds per class in the train split
+        "test_per_class": 25,  # shapes: clouds per class in the test split
+        "test_fraction": 0.1,  # folders: share of each class held out for the test split
+        "split_seed": 0,
+    },
+    "model": {
+        "width": 64,
+        "blocks": 3,
+        "k": 12,
+        "groups": 8,  # attention weights per group of width/groups channels (width: per channel)
+        "knn_chunk": 1024,  # query rows per cdist chunk (memory is chunk x N per cloud)
+    },
+    "train": {
+        "steps": 600,
+        "batch_size": 16,
+        "lr": 2e-3,
+        "ema_decay": 0.995,
+        "warmup_steps": 100,
+        "log_every": 50,
+        "threads": 1,
+    },
+    "sample": {"sampler": "heun", "steps": 24, "n": 32},
+}
