@@ -27,7 +27,8 @@ History:
         ``shape_noise`` (a contract-1 ``shape_noise`` is still accepted, with a deprecation
         warning, as the projection of a noise space whose dimension is the valid-entry count);
         ``sample_layout`` takes ``dataset=`` and ``cond=``; ``read_condition`` for
-        ``--cond NAME=SPEC``; ``config_schema`` declares a plugin's config keys.
+        ``--cond NAME=SPEC``; ``config_schema`` declares a plugin's config keys; writers
+        receive ``config=``.
 """
 
 from __future__ import annotations
@@ -171,9 +172,11 @@ class Modality:
         mask: Mask = None,
         cond: Mapping[str, Any] | None = None,
         prefix: str = "sample",
+        config: Mapping[str, Any] | None = None,
     ) -> list[Path]:
         """Write CPU samples in the field's formats under ``out_dir``; returns the written paths,
-        a summary file (grid, index) first."""
+        a summary file (grid, index) first. ``config`` is the run's resolved configuration (a
+        sample rate, a normalisation to undo), ``None`` when the caller has none."""
         raise NotImplementedError
 
     # ------------------------------------------------------------------------------ optional
@@ -258,16 +261,33 @@ class Modality:
         raise NotImplementedError
 
     def write_inpainting(
-        self, samples: State, values: State, known_mask: Mask, out_dir: Path, *, prefix: str = "inpaint"
+        self,
+        samples: State,
+        values: State,
+        known_mask: Mask,
+        out_dir: Path,
+        *,
+        prefix: str = "inpaint",
+        config: Mapping[str, Any] | None = None,
     ) -> list[Path]:
         """Write inputs, masks and results side by side (CPU tensors, batch first). Default: the
         samples through :meth:`write_samples`."""
-        return self.write_samples(samples, out_dir, prefix=prefix)
+        extra = {"config": config} if _takes_keyword(self.write_samples, "config") else {}
+        return self.write_samples(samples, out_dir, prefix=prefix, **extra)
 
     def metrics(self) -> Mapping[str, Any]:
         """Named metric callables for ``polydiff evaluate``: ``fn(samples, config, *, mask=None,
         cond=None) -> {key: number or str}`` (keywords it does not declare are not passed)."""
         return {}
+
+
+def _takes_keyword(fn: Any, name: str) -> bool:
+    """Whether ``fn`` accepts the keyword ``name`` (a contract-1 writer may not take ``config``)."""
+    try:
+        params = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):
+        return True
+    return any(p.kind is p.VAR_KEYWORD or (p.name == name and p.kind is not p.POSITIONAL_ONLY) for p in params)
 
 
 # ------------------------------------------------------------------------------------ versions

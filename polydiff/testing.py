@@ -292,7 +292,8 @@ def check_modality(
         out_dir = (tmp_path / "written").resolve()
         cpu = tree_map(lambda t: t.detach().cpu(), x)
         mask = None if layout.mask is None else tree_map(lambda t: t.cpu(), layout.mask)
-        paths = modality.write_samples(cpu, out_dir, mask=mask, cond=layout.cond)
+        paths = hooks.call(modality, "write_samples", cpu, out_dir, mask=mask, cond=layout.cond,
+                           config=state["config"])
         if not isinstance(paths, list) or not paths:
             raise AssertionError("write_samples must return a non-empty list of paths (summary first)")
         for p in paths:

@@ -108,11 +108,11 @@ def sample_command(
         labels = class_labels(class_, plugin, network_classes(run), n)
         if labels is not None:
             conditions[LABEL] = labels
-        elif known is not None and LABEL not in conditions and LABEL in (
-            getattr(plugin, "conditions", ()) or ()
-        ):
-            # the class of an input to complete is unknown: the unconditional model by default
-            conditions[LABEL] = class_labels("none", plugin, 0, n)
+        if known is not None:
+            # the conditions of an input to complete are unknown (its class, its mel): the
+            # unconditional model for every condition not given, never a random training item's
+            for name in getattr(plugin, "conditions", ()) or ():
+                conditions.setdefault(name, None)
         options = {"guidance": guidance}
         if conditions:
             options["cond"] = conditions
@@ -140,10 +140,11 @@ def sample_command(
             **options,
         )
         if known is not None:
-            written = call(plugin, "write_inpainting", to_cpu(x), to_cpu(known[0]), to_cpu(known[1]), out_dir)
+            written = call(plugin, "write_inpainting", to_cpu(x), to_cpu(known[0]),
+                           to_cpu(known[1]), out_dir, config=cfg)
         else:
-            written = plugin.write_samples(
-                to_cpu(x), out_dir, mask=to_cpu(layout.mask),
+            written = call(
+                plugin, "write_samples", to_cpu(x), out_dir, mask=to_cpu(layout.mask), config=cfg,
                 cond={k: to_cpu(v) if hasattr(v, "cpu") else v for k, v in layout.cond.items()},
             )
     if note:

@@ -10,6 +10,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from polydiff import hooks
 from polydiff.generate import generate
 from polydiff.state import state_to
 
@@ -42,7 +43,8 @@ def write_samples_from(
             device=device,
             dataset=dataset,
         )
-    return modality.write_samples(
-        state_to(x, "cpu"), out, mask=state_to(layout.mask, "cpu"),
+    return hooks.call(
+        modality, "write_samples", state_to(x, "cpu"), out, mask=state_to(layout.mask, "cpu"),
+        config=config,
         cond={k: v.cpu() if isinstance(v, torch.Tensor) else v for k, v in layout.cond.items()},
     )

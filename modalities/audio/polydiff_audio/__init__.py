@@ -46,47 +46,35 @@ class AudioModality(Modality):
     builtin_datasets: ClassVar[tuple[str, ...]] = ("notes",)
     conditions: ClassVar[tuple[str, ...]] = ("label", "mel")
 
-    def __init__(self) -> None:
-        # the writer needs the sample rate, which write_samples is not given (see README): the
-        # last configuration seen by a layout, a network or a reader supplies it
-        self._data: dict[str, Any] = dict(DEFAULT_CONFIG["data"])
-
-    def _remember(self, config: Mapping[str, Any]) -> None:
-        self._data = {**DEFAULT_CONFIG["data"], **((config or {}).get("data") or {})}
-
     def default_config(self) -> dict[str, dict[str, Any]]:
         return copy.deepcopy(DEFAULT_CONFIG)
 
     def build_dataset(self, source: str | Path, config: Mapping[str, Any], split: str):
         from polydiff_audio.data import build_dataset
 
-        self._remember(config)
         return build_dataset(source, config, split)
 
     def build_network(self, config: Mapping[str, Any]):
         from polydiff_audio.audio_io import data_config
         from polydiff_audio.wavenet import build_wavenet
 
-        self._remember(config)
         model = {**DEFAULT_CONFIG["model"], **(config.get("model") or {})}
         return build_wavenet(model, data_config(config), resolve_num_classes(config))
 
     def sample_layout(self, config: Mapping[str, Any], n: int, generator: Any, *, dataset: Any = None):
         from polydiff_audio.data import sample_layout
 
-        self._remember(config)
         return sample_layout(self, config, n, generator, dataset)
 
     def write_samples(
         self, samples: Any, out_dir: Path, *, mask: Any = None, cond: Mapping[str, Any] | None = None,
-        prefix: str = "sample",
+        prefix: str = "sample", config: Mapping[str, Any] | None = None,
     ) -> list[Path]:
         from polydiff_audio.writer import write_samples
 
-        return write_samples(samples, out_dir, self._data, mask=mask, cond=cond, prefix=prefix)
+        return write_samples(samples, out_dir, _data(config), mask=mask, cond=cond, prefix=prefix)
 
     def read_condition(self, name: str, spec: str, config: Mapping[str, Any], n: int):
-        self._remember(config)
         if name == "mel" and spec.strip().lower() != "none":
             from polydiff.errors import UserError
             from polydiff_audio.inputs import read_mel
@@ -100,7 +88,6 @@ class AudioModality(Modality):
     def read_state(self, path: Path, config: Mapping[str, Any]):
         from polydiff_audio.inputs import read_clip
 
-        self._remember(config)
         return read_clip(path, config)
 
     def read_mask(self, spec: str, config: Mapping[str, Any], like: Any):
@@ -109,16 +96,22 @@ class AudioModality(Modality):
         return read_mask(spec, config, like)
 
     def write_inpainting(
-        self, samples: Any, values: Any, known_mask: Any, out_dir: Path, *, prefix: str = "inpaint"
+        self, samples: Any, values: Any, known_mask: Any, out_dir: Path, *, prefix: str = "inpaint",
+        config: Mapping[str, Any] | None = None,
     ) -> list[Path]:
         from polydiff_audio.writer import write_inpainting
 
-        return write_inpainting(samples, values, known_mask, out_dir, self._data, prefix=prefix)
+        return write_inpainting(samples, values, known_mask, out_dir, _data(config), prefix=prefix)
 
     def metrics(self) -> Mapping[str, Any]:
         from polydiff_audio.evaluation import metrics_for_modality
 
         return metrics_for_modality(self)
+
+
+def _data(config: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The ``data`` section the writers need (the sample rate); the defaults without a config."""
+    return {**DEFAULT_CONFIG["data"], **((config or {}).get("data") or {})}
 
 
 modality = AudioModality()

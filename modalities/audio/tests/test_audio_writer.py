@@ -14,12 +14,11 @@ DATA = {"sample_rate": 8000, "clip_seconds": 0.25, "n_fft": 256, "hop_length": 6
 def test_wavs_pngs_and_grid(tmp_path):
     audio = AudioModality()
     cfg = {"data": DATA}
-    audio.build_network({**cfg, "model": {"residual_layers": 1, "residual_channels": 2, "embedding_dim": 4}})
     x = torch.zeros(3, 1, 2000)
     x[:, 0] = torch.sin(torch.arange(2000) * 0.2) * torch.tensor([0.5, 1.5, -0.25])[:, None]
     mask = torch.ones(3, 1, 2000)
     mask[2, :, 1500:] = 0
-    paths = audio.write_samples(x, tmp_path / "out", mask=mask)
+    paths = audio.write_samples(x, tmp_path / "out", mask=mask, config=cfg)
     assert paths[0].name == "sample_grid.png"
     assert sorted(p.name for p in paths[1:]) == sorted(
         [f"sample_000{i}.wav" for i in range(3)] + [f"sample_000{i}.png" for i in range(3)]
