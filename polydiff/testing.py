@@ -42,7 +42,7 @@ from polydiff.protocol import (
 )
 from polydiff.state import check_mask, leaves, tree_map
 
-__all__ = ["CHECKS", "ConformanceError", "Report", "check_modality"]
+__all__ = ["CHECKS", "ConformanceError", "Report", "check_modality", "registry_of"]
 
 #: every check, in the order it runs; pass names to ``skip`` to leave some out
 CHECKS: tuple[str, ...] = (
@@ -350,6 +350,17 @@ def check_modality(
     if report.failed and raise_on_failure:
         raise ConformanceError(report.summary())
     return report
+
+
+def registry_of(monkeypatch: Any, modality: Any, distribution: str, version: str = "0") -> Any:
+    """A registry holding only ``modality`` (no entry-point scan), made the one every CLI command
+    uses for the rest of the test (``monkeypatch`` is pytest's fixture); returns it."""
+    import polydiff.registry as registry
+
+    reg = registry.Registry(autoload=False)
+    reg.register(modality, distribution=distribution, version=version)
+    monkeypatch.setattr(registry, "get_registry", lambda: reg)
+    return reg
 
 
 # ----------------------------------------------------------------------------------- helpers

@@ -12,12 +12,9 @@ def toy_registry(monkeypatch):
     """A registry holding only the in-memory toy modality, used by every CLI entry point."""
     from toy_modality import ToyModality
 
-    import polydiff.registry as registry
+    from polydiff.testing import registry_of
 
-    reg = registry.Registry(autoload=False)
-    reg.register(ToyModality(), distribution="toy-tests", version="0")
-    monkeypatch.setattr(registry, "get_registry", lambda: reg)
-    return reg
+    return registry_of(monkeypatch, ToyModality(), "toy-tests", "0")
 
 
 @pytest.fixture(autouse=True)

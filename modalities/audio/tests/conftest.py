@@ -20,9 +20,6 @@ def audio_registry(monkeypatch):
     """A registry holding only the audio modality (no entry-point scan)."""
     from polydiff_audio import AudioModality
 
-    import polydiff.registry as registry
+    from polydiff.testing import registry_of
 
-    reg = registry.Registry(autoload=False)
-    reg.register(AudioModality(), distribution="polydiff-audio", version="0.1.0")
-    monkeypatch.setattr(registry, "get_registry", lambda: reg)
-    return reg
+    return registry_of(monkeypatch, AudioModality(), "polydiff-audio", "0.1.0")

@@ -20,9 +20,6 @@ def graphs_registry(monkeypatch):
     """A registry holding only the graphs modality (no entry-point scan)."""
     from polydiff_graphs import GraphsModality
 
-    import polydiff.registry as registry
+    from polydiff.testing import registry_of
 
-    reg = registry.Registry(autoload=False)
-    reg.register(GraphsModality(), distribution="polydiff-graphs", version="0.1.0")
-    monkeypatch.setattr(registry, "get_registry", lambda: reg)
-    return reg
+    return registry_of(monkeypatch, GraphsModality(), "polydiff-graphs", "0.1.0")

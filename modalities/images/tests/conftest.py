@@ -20,9 +20,6 @@ def images_registry(monkeypatch):
     """A registry holding only the images modality (no entry-point scan)."""
     from polydiff_images import ImagesModality
 
-    import polydiff.registry as registry
+    from polydiff.testing import registry_of
 
-    reg = registry.Registry(autoload=False)
-    reg.register(ImagesModality(), distribution="polydiff-images", version="0.1.0")
-    monkeypatch.setattr(registry, "get_registry", lambda: reg)
-    return reg
+    return registry_of(monkeypatch, ImagesModality(), "polydiff-images", "0.1.0")
