@@ -83,9 +83,10 @@ def generate(
 
     ``cond`` overrides, name by name, the conditions of the layout (by default those of ``n``
     training items, so a conditional model samples the data's class balance; a ``None`` value
-    stands for that condition's null value); the returned layout carries the conditions used. ``guidance`` is the classifier-free guidance scale (default
-    ``config["sample"]["guidance"]``; 1 = the plain conditional model), contrasting each condition
-    with its null value (:mod:`polydiff.conditions`). Other ``options`` go to
+    stands for that condition's null value); the returned layout carries the conditions used.
+    ``guidance`` is the classifier-free guidance scale (default ``config["sample"]["guidance"]``;
+    1 = the plain conditional model), contrasting each condition with its null value
+    (:mod:`polydiff.conditions`). Other ``options`` go to
     :func:`polydiff.sampling.run_sampler` (e.g. ``known=(values, known_mask)`` to impute).
     """
     get_sampler(sampler)  # fail before any work on an unknown name

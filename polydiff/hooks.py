@@ -6,48 +6,29 @@ declared default — so duck-typed plugins and plugins written for an older cont
 behaviour as subclasses. The registry has already checked the implementation's signature at load
 (:func:`polydiff.protocol.signature_problems`).
 
-Also here, the few derived calls every caller would otherwise repeat: the noise space (with the
-contract-1 ``shape_noise`` read as one), collation with mask validation, and null conditions.
+Also here, the derived calls every caller would otherwise repeat: the noise space (with the
+contract-1 ``shape_noise`` read as one) and collation with mask validation.
 """
 
 from __future__ import annotations
 
-import inspect
 import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from polydiff.protocol import RENAMED, Batch, Modality, implemented
+from polydiff.protocol import RENAMED, Batch, Modality, accepted_keywords, implemented
 
-__all__ = ["accepted", "call", "collate", "implemented", "noise_space"]
+__all__ = ["call", "collate", "implemented", "noise_space"]
 
 _KEYWORDS: dict[tuple[type, str], frozenset[str] | None] = {}
 
 
 def _keywords(modality: Any, member: str) -> frozenset[str] | None:
-    """The keyword names ``member`` of ``modality`` accepts (``None``: any, it has ``**kwargs``)."""
+    """The keyword names ``member`` of ``modality`` accepts, cached per class."""
     key = (type(modality), member)
     if key not in _KEYWORDS:
-        try:
-            params = inspect.signature(getattr(modality, member)).parameters.values()
-        except (TypeError, ValueError):
-            _KEYWORDS[key] = None
-        else:
-            if any(p.kind is p.VAR_KEYWORD for p in params):
-                _KEYWORDS[key] = None
-            else:
-                _KEYWORDS[key] = frozenset(
-                    p.name for p in params if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)
-                )
+        _KEYWORDS[key] = accepted_keywords(getattr(modality, member))
     return _KEYWORDS[key]
-
-
-def accepted(modality: Any, member: str, keyword: str) -> bool:
-    """Whether the plugin's ``member`` takes ``keyword`` (always true for a declared default)."""
-    if not implemented(modality, member):
-        return True
-    names = _keywords(modality, member)
-    return names is None or keyword in names
 
 
 def call(modality: Any, member: str, *args: Any, **kwargs: Any) -> Any:

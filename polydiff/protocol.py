@@ -272,7 +272,8 @@ class Modality:
     ) -> list[Path]:
         """Write inputs, masks and results side by side (CPU tensors, batch first). Default: the
         samples through :meth:`write_samples`."""
-        extra = {"config": config} if _takes_keyword(self.write_samples, "config") else {}
+        names = accepted_keywords(self.write_samples)  # a contract-1 writer takes no config
+        extra = {"config": config} if names is None or "config" in names else {}
         return self.write_samples(samples, out_dir, prefix=prefix, **extra)
 
     def metrics(self) -> Mapping[str, Any]:
@@ -281,13 +282,15 @@ class Modality:
         return {}
 
 
-def _takes_keyword(fn: Any, name: str) -> bool:
-    """Whether ``fn`` accepts the keyword ``name`` (a contract-1 writer may not take ``config``)."""
+def accepted_keywords(fn: Any) -> frozenset[str] | None:
+    """The keyword names ``fn`` accepts; ``None`` when it takes any (``**kwargs``, or no signature)."""
     try:
         params = inspect.signature(fn).parameters.values()
     except (TypeError, ValueError):
-        return True
-    return any(p.kind is p.VAR_KEYWORD or (p.name == name and p.kind is not p.POSITIONAL_ONLY) for p in params)
+        return None
+    if any(p.kind is p.VAR_KEYWORD for p in params):
+        return None
+    return frozenset(p.name for p in params if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD))
 
 
 # ------------------------------------------------------------------------------------ versions
@@ -452,8 +455,8 @@ def _legacy_problem(member: str, impl: Any) -> str | None:
         inspect.signature(impl).bind(None, None)
     except TypeError:
         return f"{member} must take (noise, mask)"
-    except ValueError:
-        return None
+    except ValueError:  # no signature to read (a builtin): nothing to check
+        pass
     return None
 
 

@@ -33,6 +33,7 @@ import torch
 from torch import nn
 
 from polydiff import distributed, hooks
+from polydiff.checkpoint import check_weights_fit
 from polydiff.config import data_source
 from polydiff.errors import UserError
 from polydiff.generate import build_denoiser
@@ -233,6 +234,11 @@ class Trainer(TrainingLoop):
             distribution=dist_name,
             version=version,
         )
+        # every group must fit the network config.json builds: one line naming the first
+        # parameter that differs, not load_state_dict's page of mismatches
+        expected = self.denoiser.state_dict()
+        for name in sorted(groups):
+            check_weights_fit(expected, groups[name], path)
         self.denoiser.load_state_dict(groups["model"])
         load_emas(self.emas, self.decays, groups, meta.get("ema_decays", [self.decays[0]]))
         self.opt.load_state_dict(state["optimizer"])

@@ -42,27 +42,6 @@ def open_record(run_dir: Path) -> tuple[dict[str, Any], str, Any]:
     return cfg, name, plugin
 
 
-def check_run_weights(run_dir: Path, plugin: Any, config: dict[str, Any]) -> None:
-    """Before resuming: the latest checkpoint reads, and its weights fit the network that the
-    run's config builds (one line naming the first parameter that differs)."""
-    from polydiff.checkpoint import WEIGHTS_SUFFIX, check_weights_fit, load_all_weights, load_state
-    from polydiff.generate import build_denoiser
-    from polydiff.training.run_folder import latest_checkpoint
-
-    ckpt = latest_checkpoint(run_dir)
-    if ckpt is None:
-        raise fail(f"--resume {run_dir}: no checkpoint to resume from (checkpoints/latest.json)")
-    if not ckpt.is_file():
-        raise fail(f"{ckpt}: named by checkpoints/latest.json but missing")
-    groups, meta = load_all_weights(ckpt)
-    expected = build_denoiser(plugin, config).state_dict()
-    for group in sorted(groups):
-        check_weights_fit(expected, groups[group], ckpt)
-    state = load_state(ckpt.parent, ckpt.name[: -len(WEIGHTS_SUFFIX)])
-    if state is None or state.get("step") != meta.get("step"):
-        raise fail(f"{ckpt}: its training state (.state.pt) is missing or from another step")
-
-
 def check_sampler(name: str, where: str = "") -> None:
     """``name`` is a registered sampler; ``where`` (``"cfg.toml: sample.sampler"``) prefixes the
     one-line error when the name came from a file."""

@@ -52,11 +52,6 @@ def schedule_command(
         sde = build_sde(cfg["sde"])
         if steps is None:
             steps = steps_for_nfe(sampler, nfe, sde) if nfe is not None else int(cfg["sample"]["steps"])
-        threads = cfg["train"].get("threads")
-        if threads:  # the run's own CPU thread count, as training used (many threads crawl on a busy CPU)
-            import torch
-
-            torch.set_num_threads(int(threads))
         run = load_denoiser(run_dir, plugin, cfg, device=device)
         try:
             result = tune_modality(

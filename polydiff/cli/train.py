@@ -110,7 +110,7 @@ def _train(
     main = os.environ.get("RANK", "0") == "0"
     with user_errors():
         from polydiff.cli.outputs import check_writable_folder
-        from polydiff.cli.runs import check_run_weights, check_sampler, open_record
+        from polydiff.cli.runs import check_sampler, open_record
         from polydiff.cli.tasks import check_device
         from polydiff.config import check_values
         from polydiff.registry import get_registry
@@ -127,7 +127,6 @@ def _train(
             if skip_bad:
                 cfg.setdefault("data", {})["skip_bad"] = True
             check_values(cfg, f"--resume {resume}", plugin)
-            check_run_weights(resume, plugin, cfg)
             run_dir = resume
         else:
             if modality is None:

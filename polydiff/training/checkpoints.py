@@ -130,8 +130,10 @@ class CheckpointFolder:
         """(path, weight groups, metadata, training state) of the committed checkpoint, after a
         compatibility check against the installed plugin; one-line errors otherwise."""
         path = latest_checkpoint(self.run_dir)
-        if path is None or not path.exists():
-            raise UserError(f"{self.run_dir}: no checkpoint to resume from")
+        if path is None:
+            raise UserError(f"{self.run_dir}: no checkpoint to resume from (checkpoints/latest.json)")
+        if not path.is_file():
+            raise UserError(f"{path}: named by checkpoints/latest.json but missing")
         groups, meta = load_all_weights(path)
         check_compatible(
             meta,
