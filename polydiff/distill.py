@@ -43,7 +43,6 @@ from __future__ import annotations
 import copy
 import json
 import math
-import signal
 import time
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
@@ -401,22 +400,13 @@ def distill(
     ``teacher``: ``(config, denoiser, provenance)`` instead of a run folder (the Python API; the
     denoiser must come from ``build_denoiser(modality, config)``).
     """
-    from polydiff.train import (
-        TrainingInterrupted,
-        TrainResult,
-        best_checkpoint,
-        check_new_run,
-        latest_checkpoint,
-        plot_losses,
-    )
-    from polydiff.training.run_folder import start_run
-    from polydiff.training.samples import write_samples_from
+    from polydiff.train import check_new_run, run_to_end
+    from polydiff.training.run_folder import read_run_record, start_run
 
     out_dir = Path(out_dir)
     if resume:
         spec = read_spec(out_dir)
-        record = json.loads((out_dir / "config.json").read_text())
-        config = record["config"]
+        config, _ = read_run_record(out_dir)
     else:
         check_new_run(out_dir)
         if teacher is None:
@@ -455,52 +445,27 @@ def distill(
         if trainer.is_main:
             start_run(out_dir, modality, config)
     distributed.barrier()
-    start_step = trainer.step
-    final_loss, skipped = trainer.fit(console=console)
-    if trainer.step != trainer.saved_step:
-        trainer.save()
-    ckpt = latest_checkpoint(out_dir) or out_dir
-    plot = plot_losses(out_dir) if trainer.is_main else None
-    if trainer.stop_requested or trainer._signal is not None:
-        signum = trainer._signal or int(signal.SIGINT)
-        raise TrainingInterrupted(
-            f"{signal.Signals(signum).name} at step {trainer.step}: checkpoint saved to {ckpt}; "
-            f"continue with: polydiff distill {out_dir} --resume",
-            signum=signum, step=trainer.step, checkpoint=ckpt, run_dir=out_dir,
-        )
-    written: list[Path] = []
-    if sample_at_end and trainer.is_main:
-        written = write_samples_from(
-            modality, config, trainer.ema, out_dir / "samples", n=int(config["sample"]["n"]),
-            device=trainer.device, dataset=trainer.dataset,
-        )
-    done = trainer.step - start_step
-    rate = done / trainer.loop_time if done and trainer.loop_time > 0 else 0.0
-    return TrainResult(
-        out_dir, trainer.step, time.perf_counter() - t0, final_loss, ckpt, written,
-        best=best_checkpoint(out_dir), best_loss=trainer.best_loss, skipped=skipped,
-        steps_per_s=rate, samples_per_s=rate * trainer.batch_size,
-        metrics=trainer.metrics_path, plot=plot,
+    return run_to_end(
+        trainer, modality, config, out_dir, t0=t0, sample_at_end=sample_at_end, console=console,
+        resume_command=f"polydiff distill {out_dir} --resume",
     )
 
 
 def open_teacher(modality: Any, teacher_dir: Path) -> tuple[dict[str, Any], nn.Module, dict[str, Any]]:
     """(config, EMA denoiser, provenance) of a trained run folder."""
-    from polydiff.checkpoint import load_weights
-    from polydiff.training.run_folder import latest_checkpoint
+    from polydiff.checkpoint import check_weights_fit, load_weights
+    from polydiff.training.run_folder import latest_checkpoint, read_run_record
 
-    record_path = Path(teacher_dir) / "config.json"
-    if not record_path.is_file():
-        raise UserError(f"{teacher_dir}: not a run folder (no config.json)")
-    record = json.loads(record_path.read_text())
-    config = record["config"]
-    if record.get("modality") != modality.name:
-        raise UserError(f"{teacher_dir}: a {record.get('modality')} run, not {modality.name}")
+    config, name = read_run_record(teacher_dir)  # one-line errors for a damaged record
+    if name != modality.name:
+        raise UserError(f"{teacher_dir}: a {name} run, not {modality.name}")
     ckpt = latest_checkpoint(teacher_dir)
-    if ckpt is None or not ckpt.exists():
+    if ckpt is None or not ckpt.is_file():
         raise UserError(f"{teacher_dir}: no checkpoint to distil")
     model_sd, ema_sd, meta = load_weights(ckpt)
     net = build_denoiser(modality, config)
-    net.load_state_dict(ema_sd or model_sd)
+    weights = ema_sd or model_sd
+    check_weights_fit(net.state_dict(), weights, ckpt)
+    net.load_state_dict(weights)
     provenance = {"run_dir": str(teacher_dir), "checkpoint": ckpt.name, "step": meta.get("step")}
     return config, net, provenance

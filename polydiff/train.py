@@ -300,6 +300,26 @@ def train(
     elif trainer.is_main:
         start_run(run_dir, modality, config)
     distributed.barrier()
+    return run_to_end(
+        trainer, modality, config, run_dir, t0=t0, sample_at_end=sample_at_end, console=console,
+        resume_command=f"polydiff train --resume {run_dir}",
+    )
+
+
+def run_to_end(
+    trainer: Trainer,
+    modality: Any,
+    config: dict[str, Any],
+    run_dir: Path,
+    *,
+    t0: float,
+    sample_at_end: bool,
+    console: Any,
+    resume_command: str,
+) -> TrainResult:
+    """Fit a built (or restored) trainer, save, plot, write the end-of-run samples, and report;
+    shared by :func:`train` and :func:`polydiff.distill.distill`. Raises
+    :class:`TrainingInterrupted` (naming ``resume_command``) after saving when a signal stopped it."""
     start_step = trainer.step
     final_loss, skipped = trainer.fit(console=console)
     if trainer.step != trainer.saved_step:
@@ -310,7 +330,7 @@ def train(
         signum = trainer._signal or int(signal.SIGINT)
         raise TrainingInterrupted(
             f"{signal.Signals(signum).name} at step {trainer.step}: checkpoint saved to {ckpt}; "
-            f"continue with: polydiff train --resume {run_dir}",
+            f"continue with: {resume_command}",
             signum=signum,
             step=trainer.step,
             checkpoint=ckpt,
