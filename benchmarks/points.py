@@ -332,7 +332,7 @@ def main() -> None:
         sys.exit(f"{args.section} needs --run RUN")
     result = {"throughput": throughput, "metrics": metrics_cost, "quality": quality,
               "completion": completion}[args.section](args)
-    print(json.dumps(result, indent=1)[:3000])
+    print("\n".join(render({args.section: result})))  # the side-by-side table, as in the docs
     if args.write:
         entries = existing_entries()
         entries[args.section] = result

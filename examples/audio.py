@@ -45,7 +45,8 @@ def main() -> None:
     quality = audio.metrics()["quality"]
     for sampler, steps in (("dpmpp_2m", 10), ("heun", 18)):
         x, layout, nfe = generate(audio, config, denoiser, n=8, sampler=sampler, steps=steps, seed=0)
-        paths = audio.write_samples(x.cpu(), args.out / "samples" / sampler, cond=layout.cond)
+        paths = audio.write_samples(x.cpu(), args.out / "samples" / sampler, cond=layout.cond,
+                                    config=config)  # the run's sample rate
         scores = quality(x.cpu(), config, cond={k: v.cpu() for k, v in layout.cond.items()})
         print(f"{sampler} ({nfe} NFE): {paths[0]}  pitch accuracy {scores['pitch_accuracy']:.2f}, "
               f"right pitch for the class {scores['label_accuracy']:.2f}")

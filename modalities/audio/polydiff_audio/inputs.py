@@ -44,7 +44,7 @@ def _position(text: str, length: int, rate: int, spec: str) -> int:
         if text.endswith("s"):
             return round(float(text[:-1]) * rate)
         value = float(text)
-    except ValueError:
+    except (ValueError, OverflowError):  # "infs": round(inf) overflows
         raise DataError(f"--mask {spec}: expected START:END as fractions (0.4:0.6) or seconds (0.4s:0.6s)") from None
     if not 0.0 <= value <= 1.0:
         raise DataError(f"--mask {spec}: fractions must lie in [0, 1] (add 's' for seconds)")

@@ -61,14 +61,6 @@ class PointsModality(Modality):
             return value
         return super().null_condition(name, value)
 
-    def sample_layout(self, config: Mapping[str, Any], n: int, generator: Any, dataset: Any = None):
-        from polydiff.config import data_source
-        from polydiff_points.data import build_dataset, sample_layout
-
-        if dataset is None:
-            dataset = build_dataset(data_source(config["data"]), config, "train")
-        return sample_layout(dataset, n, generator)
-
     def write_samples(self, samples: Any, out_dir: Path, *, mask: Any = None,
                       cond: Mapping[str, Any] | None = None, prefix: str = "sample") -> list[Path]:
         from polydiff_points.writer import write_samples

@@ -194,10 +194,3 @@ def collate(items: Sequence[Mapping[str, Any]]) -> Batch:
         mask[i, :k] = 1.0 if m is None else torch.as_tensor(m, dtype=torch.float32)
     x = x * mask[..., None]
     return Batch(x, mask, {VALID: mask.clone()})
-
-
-def sample_layout(dataset: CloudDataset, n: int, generator: torch.Generator) -> Batch:
-    """``n`` zero clouds with the sizes of ``n`` training items drawn at random."""
-    idx = torch.randint(len(dataset), (n,), generator=generator).tolist()
-    batch = collate([dataset[i] for i in idx])
-    return Batch(torch.zeros_like(batch.x), batch.mask, batch.cond)

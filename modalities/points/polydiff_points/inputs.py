@@ -82,9 +82,9 @@ def read_mask(spec: str, config: Mapping[str, Any], like: torch.Tensor) -> torch
         raise DataError(f"--mask {spec}: neither a file nor a preset (x>0, z<-0.2, given)")
     try:
         arr = np.load(path, allow_pickle=False) if path.suffix == ".npy" else np.loadtxt(path)
+        arr = np.asarray(arr, dtype=np.float64).reshape(-1)  # strings fail here, not below
     except Exception as exc:
         raise DataError(f"{path}: not a mask of zeros and ones ({' '.join(str(exc).split())[:120]})") from None
-    arr = np.asarray(arr).reshape(-1)
     if arr.shape[0] != like.shape[0]:
         raise DataError(f"{path}: {arr.shape[0]} mask values for a cloud of {like.shape[0]} points")
     return torch.from_numpy((arr > 0).astype(np.float32))

@@ -146,7 +146,11 @@ class PointTransformer(nn.Module):
 
 
 def build_network(config: Mapping[str, Any]) -> PointTransformer:
+    from polydiff.errors import UserError
     from polydiff_points.defaults import DEFAULT_CONFIG
 
     m = {**DEFAULT_CONFIG["model"], **(config.get("model") or {})}
+    if int(m["groups"]) < 1 or int(m["width"]) % int(m["groups"]):
+        # a config value, checked before any run folder is made: one line, not a traceback
+        raise UserError(f"model.groups = {m['groups']}: must divide model.width = {m['width']}")
     return PointTransformer(int(m["width"]), int(m["blocks"]), int(m["k"]), int(m["knn_chunk"]), int(m["groups"]))

@@ -64,7 +64,7 @@ def read_points(path: Path, num_points: int, seed: int = 0) -> np.ndarray:
             arr = np.load(path, allow_pickle=False)
         except Exception as exc:
             raise DataError(f"{path}: not a readable .npy array ({_one_line(exc)})") from None
-        return _check(np.asarray(arr, dtype=np.float64), path)
+        return _check(_as_float(arr, path), path)
     if suffix == ".npz":
         try:
             with np.load(path, allow_pickle=False) as z:
@@ -76,7 +76,7 @@ def read_points(path: Path, num_points: int, seed: int = 0) -> np.ndarray:
             raise
         except (OSError, ValueError, zipfile.BadZipFile) as exc:
             raise DataError(f"{path}: not a readable .npz archive ({_one_line(exc)})") from None
-        return _check(np.asarray(arr, dtype=np.float64), path)
+        return _check(_as_float(arr, path), path)
     loaded = _load_trimesh(path)
     if isinstance(loaded, trimesh.Scene):
         geoms = [g for g in loaded.geometry.values() if isinstance(g, trimesh.Trimesh)]
@@ -130,3 +130,11 @@ def read_cloud(path: Path, num_points: int, seed: int = 0) -> np.ndarray:
         keep = np.random.default_rng(seed).choice(points.shape[0], num_points, replace=False)
         points = points[np.sort(keep)]
     return points
+
+
+def _as_float(arr: np.ndarray, path: Path) -> np.ndarray:
+    """``arr`` as float64, or a one-line error for an array of strings or objects."""
+    try:
+        return np.asarray(arr, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise DataError(f"{path}: holds {arr.dtype} values, not coordinates") from None
