@@ -70,7 +70,7 @@ from polydiff.state import (
     state_device,
     tree_map,
 )
-from polydiff.tuning import store_grid
+from polydiff.tuning import SCHEDULES_FILE, store_grid
 
 DISTILL_FILE = "distill.json"
 DISTILL_DIR = "distill"
@@ -408,7 +408,8 @@ def distill(
         spec = read_spec(out_dir)
         config, _ = read_run_record(out_dir)
     else:
-        check_new_run(out_dir)
+        # what a distillation killed before its first checkpoint left: a rerun starts over
+        check_new_run(out_dir, also_restartable=(DISTILL_DIR, DISTILL_FILE, SCHEDULES_FILE))
         if teacher is None:
             teacher = open_teacher(modality, teacher_dir)
         t_cfg, t_net, provenance = teacher
@@ -424,6 +425,7 @@ def distill(
         )
     tc = config["train"]
     distributed.setup(str(tc["device"]), str(tc.get("dist_backend", "auto")))
+    distributed.barrier()  # every rank has checked the folder before rank 0 writes in it
     t0 = time.perf_counter()
     if not resume and distributed.info().is_main:
         from polydiff.atomic import atomic_write_text

@@ -2,6 +2,7 @@
 exact resume across a round boundary, guidance, and `polydiff distill` through the CLI."""
 
 import json
+import shutil
 import signal
 from pathlib import Path
 
@@ -250,3 +251,28 @@ def test_distill_command_makes_an_ordinary_run(toy_registry, tmp_path):
     assert _run("distill", student, "--resume").exit_code == 0
     assert_one_line_error(_run("distill", teacher, "--nfe", 2), "--out")
     assert_one_line_error(_run("distill", teacher, "--out", student), str(student), "--resume")
+
+
+def test_a_distillation_killed_before_its_first_checkpoint_starts_over(toy_registry, tmp_path):
+    teacher, student = tmp_path / "t", tmp_path / "s"
+    assert _run("train", "-m", "toy", "--out", teacher, "--steps", 3, "--seed", 1).exit_code == 0
+    args = ("distill", teacher, "--nfe", 2, "--out", student, "--steps-per-round", 2, "--base-levels", 4)
+    assert _run(*args).exit_code == 0
+    # what a kill before the first checkpoint leaves: the spec, the teacher copy, the grid
+    shutil.rmtree(student / "checkpoints")
+    (student / "config.json").unlink()
+    result = _run(*args)
+    assert result.exit_code == 0, result.output
+    assert (student / "checkpoints" / "latest.json").is_file()
+
+
+def test_distill_and_schedule_check_their_options_first(toy_registry, tmp_path):
+    teacher = tmp_path / "t"
+    assert _run("train", "-m", "toy", "--out", teacher, "--steps", 3).exit_code == 0
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    assert_one_line_error(_run("distill", teacher, "--nfe", 2, "--out", blocker / "s"), str(blocker))
+    assert_one_line_error(_run("distill", teacher, "--nfe", 2, "--out", tmp_path / "s", "--guidance", "nan"),
+                          "--guidance")
+    assert_one_line_error(_run("schedule", teacher, "--guidance", "-3"), "--guidance -3")
+    assert not (teacher / "schedules.json").exists()

@@ -37,17 +37,22 @@ def distill_command(
     network; a guided teacher is distilled with its guidance."""
     with user_errors():
         from polydiff.cli.common import fail
-        from polydiff.cli.runs import read_record
+        from polydiff.cli.outputs import check_writable_folder
+        from polydiff.cli.runs import open_record
+        from polydiff.cli.tasks import check_device, check_number
         from polydiff.distill import distill
-        from polydiff.registry import get_registry
         from polydiff.training.outcomes import NonFiniteLossError, TrainingInterrupted
 
         if resume and out is not None:
             raise fail("--resume continues RUN_DIR itself: drop --out")
         if not resume and out is None:
             raise fail("--out NEW names the student's run folder")
-        _, name = read_record(run_dir)
-        plugin = get_registry().load(name)
+        if out is not None:
+            check_writable_folder(out, "--out")
+        check_number("--guidance", guidance, minimum=0.0)
+        if device is not None:
+            check_device(device)
+        _, _, plugin = open_record(run_dir)  # the teacher's (or student's) record, values checked
         student_dir = run_dir if resume else out
         try:
             result = distill(

@@ -37,30 +37,27 @@ def schedule_command(
     checked on a held-out batch. Writes RUN_DIR/schedules.json."""
     with user_errors():
         from polydiff.cli.common import fail
-        from polydiff.cli.runs import check_sampler, load_denoiser, read_record
-        from polydiff.errors import UserError
-        from polydiff.registry import get_registry
+        from polydiff.cli.runs import check_sampler, load_denoiser, open_record
+        from polydiff.cli.tasks import check_device, check_number
         from polydiff.sde import build_sde
         from polydiff.tuning import save_schedule, steps_for_nfe, tune_modality
 
-        cfg, name = read_record(run_dir)
-        plugin = get_registry().load(name)
-        sampler = sampler or str(cfg["sample"]["sampler"])
-        check_sampler(sampler)
         if nfe is not None and steps is not None:
             raise fail("give --nfe or --steps, not both")
+        check_number("--guidance", guidance, minimum=0.0)
+        check_device(device)
+        cfg, name, plugin = open_record(run_dir)
+        sampler = sampler or str(cfg["sample"]["sampler"])
+        check_sampler(sampler)
         sde = build_sde(cfg["sde"])
         if steps is None:
             steps = steps_for_nfe(sampler, nfe, sde) if nfe is not None else int(cfg["sample"]["steps"])
         run = load_denoiser(run_dir, plugin, cfg, device=device)
-        try:
-            result = tune_modality(
-                plugin, cfg, run.denoiser, sampler=sampler, steps=steps, n=n, seed=seed,
-                holdout_seed=seed + 1, device=run.device, guidance=guidance,
-                reference_steps=reference_steps, max_evals=max_evals,
-            )
-        except UserError:
-            raise
+        result = tune_modality(
+            plugin, cfg, run.denoiser, sampler=sampler, steps=steps, n=n, seed=seed,
+            holdout_seed=seed + 1, device=run.device, guidance=guidance,
+            reference_steps=reference_steps, max_evals=max_evals,
+        )
         path = save_schedule(
             run_dir, result, checkpoint=run.checkpoint.name, step=run.meta.get("step"),
             guidance=guidance,

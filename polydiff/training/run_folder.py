@@ -76,10 +76,11 @@ def best_checkpoint(run_dir: Path) -> Path | None:
 RESTARTABLE = frozenset({RECORD_FILE, METRICS_FILE, "loss.png", CHECKPOINT_DIR})
 
 
-def check_new_run(run_dir: Path) -> None:
+def check_new_run(run_dir: Path, also_restartable: tuple[str, ...] = ()) -> None:
     """Refuse, in one line, to start a run in a folder that holds anything but the remains of a
     run killed before its first checkpoint: a committed run, checkpoint files without a
-    ``latest.json``, or files that are not a run's are never overwritten."""
+    ``latest.json``, or files that are not a run's are never overwritten. ``also_restartable``
+    names further files such a run writes before its first checkpoint (a distillation's spec)."""
     run_dir = Path(run_dir)
     if run_dir.exists() and not run_dir.is_dir():
         raise UserError(f"--out {run_dir}: exists and is not a folder")
@@ -98,7 +99,7 @@ def check_new_run(run_dir: Path) -> None:
             f"{run_dir}: holds checkpoint files ({', '.join(saved[:3])}) but no latest.json; "
             "not overwriting them (use another --out)"
         )
-    other = [e for e in entries if e not in RESTARTABLE]
+    other = [e for e in entries if e not in RESTARTABLE and e not in also_restartable]
     if other:
         raise UserError(
             f"{run_dir}: already holds files that are not a run's ({', '.join(other[:3])}); "
