@@ -10,6 +10,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+import torch
+
 from polydiff.checkpoint import load_weights
 from polydiff.config import resolve
 from polydiff.generate import build_denoiser, generate
@@ -38,15 +40,16 @@ def main() -> None:
     denoiser.eval()
     steps = 4 if args.quick else 40
     test = graphs.build_dataset("community-small", config, "test")
+    train_set = graphs.build_dataset("community-small", config, "train")
 
     # 1) node counts drawn from the training set, as many graphs as the test split holds
-    x, layout, nfe = generate(graphs, config, denoiser, n=len(test), sampler="heun", steps=steps)
+    x, layout, nfe = generate(graphs, config, denoiser, n=len(test), sampler="heun", steps=steps,
+                              dataset=train_set)
     paths = graphs.write_samples(x, args.out / "samples" / "data-sizes", mask=layout.mask)
     print(f"{len(test)} graphs ({nfe} network calls): {paths[0]}")
     from polydiff_graphs.evaluation import evaluate_graphs
     from polydiff_graphs.graphs import decode
 
-    train_set = graphs.build_dataset("community-small", config, "train")
     scores = evaluate_graphs(decode(x, layout.mask), test.networkx(), train_set.networkx(), floor=not args.quick)
     for protocol in ("gdss", "spectre"):
         row = ", ".join(f"{s} {scores[f'{protocol}/{s}']:.4f}" for s in ("degree", "clustering", "orbit", "spectral"))
@@ -54,8 +57,8 @@ def main() -> None:
     print(f"  unique {scores['unique']:.2f}, novel {scores['novel']:.2f}")
 
     # 2) a fixed node count: what `--cond nodes=16` does on the command line
-    sized = {**config, "data": {**config["data"], "sample_nodes": "16"}}
-    x, layout, _ = generate(graphs, sized, denoiser, n=8, sampler="heun", steps=steps)
+    x, layout, _ = generate(graphs, config, denoiser, n=8, sampler="heun", steps=steps,
+                            cond={"nodes": torch.full((8,), 16)})
     paths = graphs.write_samples(x, args.out / "samples" / "nodes-16", mask=layout.mask)
     print(f"8 graphs of 16 nodes: {paths[0]}")
 
