@@ -166,6 +166,39 @@ def student_rows(plugin, cfg, net, args, dataset, work: Path) -> tuple[list[dict
     return rows, cost
 
 
+def consistency_rows(plugin, cfg, net, args, dataset, work: Path) -> tuple[list[dict], dict]:
+    """Consistency distillation (``polydiff.distill``, method "consistency") with the same number
+    of training steps as the progressive chain to 1 step, then the one student at 1, 2 and 4
+    steps of the consistency sampler."""
+    from polydiff.distill import distill, distill_levels, level_chain
+    from polydiff.sde import build_sde
+
+    out = work / f"{plugin.name}-consistency"
+    total = (len(level_chain(1, 32)) - 1) * args.steps_per_round
+    done = (out / "checkpoints" / "latest.json").exists() and _step(out) >= total
+    cpu0, t0 = time.process_time(), time.perf_counter()
+    if not done:
+        resume = (out / "checkpoints" / "latest.json").exists()
+        distill(plugin, None if resume else Path(args.teacher_dirs[plugin.name]), out, k=4,
+                steps_per_round=total, base_levels=32, resume=resume, method="consistency",
+                teacher_substeps=2,
+                teacher=None if resume else (cfg, net, {"run_dir": args.teacher_dirs[plugin.name]}))
+    cost = {"cpu_s": time.process_time() - cpu0, "wall_s": time.perf_counter() - t0,
+            "fresh": not done, "steps": total, "levels": 32, "threads": torch.get_num_threads()}
+    sde = build_sde(cfg["sde"])
+    student_cfg = json.loads((out / "config.json").read_text())["config"]
+    _, _, model = load_run(out)
+    rows = []
+    for k in (4, 2, 1):
+        res, nfe, per = score(plugin, student_cfg, model, sampler="consistency", steps=k, n=args.n,
+                              seed=args.seed, sigmas=distill_levels(sde, k).float(), guidance=1.0,
+                              dataset=dataset)
+        rows.append({"model": f"consistency ({k}-step)", "solver": "consistency",
+                     "grid": "distilled", "nfe": nfe, "per": per, "metrics": res})
+        print_row(plugin.name, rows[-1])
+    return rows, cost
+
+
 def _step(run_dir: Path) -> int:
     from polydiff.training.run_folder import latest_checkpoint
 
@@ -204,7 +237,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--steps-per-round", type=int, default=150)
     parser.add_argument("--teacher-substeps", type=int, default=1)
     parser.add_argument("--tune-solvers", default="unipc")
-    parser.add_argument("--part", choices=("teacher", "students", "all", "none"), default="all",
+    parser.add_argument("--part", choices=("teacher", "students", "consistency", "all", "none"),
+                        default="all",
                         help="run one half (results kept in --work, so two processes can share "
                         "it); none: only merge what --work holds (with --write)")
     parser.add_argument("--write", action="store_true")
@@ -230,11 +264,21 @@ def main(argv: list[str] | None = None) -> dict:
             srows, cost = student_rows(plugin, cfg, net, args, dataset, work)
             _save(work / f"{name}-student-rows.json", {"rows": srows, "cost": cost, "load": load})
             print(f"{name}: distillation {cost['cpu_s'] / 60:.1f} CPU min, rounds {cost['rounds']}")
+        if args.part in ("consistency", "all"):
+            crows, ccost = consistency_rows(plugin, cfg, net, args, dataset, work)
+            _save(work / f"{name}-consistency-rows.json", {"rows": crows, "cost": ccost, "load": load})
+            print(f"{name}: consistency distillation {ccost['cpu_s'] / 60:.1f} CPU min")
         parts = [work / f"{name}-{p}-rows.json" for p in ("teacher", "student")]
         if all(p.exists() for p in parts):
             t, st = (json.loads(p.read_text()) for p in parts)
             results[name] = {"rows": t["rows"] + st["rows"], "cost": st["cost"],
                              "teacher": args.teacher_dirs[name], "load": max(t["load"], st["load"])}
+            cpath = work / f"{name}-consistency-rows.json"
+            if cpath.exists():
+                c = json.loads(cpath.read_text())
+                results[name]["rows"] += c["rows"]
+                results[name]["consistency_cost"] = c["cost"]
+                results[name]["load"] = max(results[name]["load"], c["load"])
     out = {"results": results, "n": args.n, "load": max([r["load"] for r in results.values()] or [load]),
            "args": {"steps_per_round": args.steps_per_round, "tune_n": args.tune_n,
                     "tune_evals": args.tune_evals, "reference_steps": args.reference_steps,
@@ -271,7 +315,8 @@ def write_docs(out: dict) -> None:
         f"with other jobs: load average {out['load']:.1f} on 2 cores at the start, so wall times are "
         f"noisy; {out['n']} samples per row, one seed). Tuned grids: `polydiff.tuning` on a "
         f"calibration batch of {out['args']['tune_n']}, {out['args']['tune_evals']} sampling runs "
-        "from each of two starting grids (Karras, log-SNR), against a "
+        "from each of two starting grids (the default, and the best of a family of Karras and "
+        "log-SNR grids), against a "
         f"{out['args']['reference_steps']}-step dpmpp_3m solution, the default kept when a held-out "
         "batch prefers it; students: "
         f"progressive distillation to 1 step, {out['args']['steps_per_round']} steps per round, "
@@ -300,10 +345,18 @@ def write_docs(out: dict) -> None:
                       f"the floor at this n): {', '.join(floor)}."]
         c = res["cost"]
         rounds = ", ".join(f"{t / 60:.1f}" for t in c["rounds"])
-        lines += ["", f"Distillation (chain {c['chain']}, {len(c['rounds'])} rounds): "
+        lines += ["", f"Progressive distillation (chain {c['chain']}, {len(c['rounds'])} rounds): "
                   f"{c['cpu_s'] / 60:.1f} CPU minutes of process time (all threads), "
                   f"{c['wall_s'] / 60:.1f} minutes wall clock on the shared machine; training "
-                  f"minutes per round, finest student first: {rounds}.", ""]
+                  f"minutes per round, finest student first: {rounds}."]
+        cc = res.get("consistency_cost")
+        if cc:
+            lines += ["", f"Consistency distillation (the same {cc['steps']} training steps, one run "
+                      f"against the teacher on {cc['levels']} levels, one Heun teacher step per "
+                      f"pair, stop-gradient target): {cc['cpu_s'] / 60:.1f} CPU minutes of process "
+                      f"time, {cc['wall_s'] / 60:.1f} minutes wall clock; its one student samples "
+                      "at every K."]
+        lines.append("")
     lines += [
         "Caveats: one seed and a few hundred samples per row, so FD differences of a few tenths "
         "near the real-data floor are within what another seed could change (not measured here); "
@@ -336,7 +389,9 @@ def make_plot(out: dict, path: Path) -> None:
         label, key, _ = headline(name, rows[0]["metrics"])[0]
         series: dict[str, list[tuple[int, float]]] = {}
         for r in rows[1:]:
-            tag = "student" if r["model"].startswith("student") else f"{r['solver']} ({r['grid']})"
+            tag = ("progressive student" if r["model"].startswith("student")
+                   else "consistency student" if r["model"].startswith("consistency")
+                   else f"{r['solver']} ({r['grid']})")
             value = next(v for lab, k, v in headline(name, r["metrics"]) if k == key)
             series.setdefault(tag, []).append((r["nfe"], value))
         for tag, pts in series.items():

@@ -76,6 +76,10 @@ DISTILL_FILE = "distill.json"
 DISTILL_DIR = "distill"
 TEACHER_WEIGHTS = "teacher.safetensors"
 STUDENT_SAMPLER = "euler"
+#: the sampler of each method's student: PD's is deterministic (DDIM), a consistency student
+#: denoises and re-noises (Song et al. 2023, Alg. 1)
+STUDENT_SAMPLERS = {"progressive": STUDENT_SAMPLER, "consistency": "consistency"}
+METHODS = tuple(STUDENT_SAMPLERS)
 DEFAULT_BASE_LEVELS = 24
 
 
@@ -223,6 +227,76 @@ class ProgressiveLoss:
         return x
 
 
+class ConsistencyLoss:
+    """Per-sample loss ``(B,)`` of consistency distillation (Song et al. 2023, Alg. 2), with the
+    improved recipe's stop-gradient target (Song & Dhariwal 2023: target EMA rate 0, weight
+    1 / (a - b)).
+
+    On the teacher's grid of levels (``levels``, ending in 0), a random adjacent pair a > b: from
+    x = x_0 + a eps the teacher takes one Heun step to b (one DDIM step when ``substeps`` = 1; at
+    b = 0 the step returns D); the student at a must match the student at b on that point, without
+    a gradient through the target. At b = 0 the target is the point itself (the boundary condition
+    f(x, 0) = x). Same call and masks as :class:`ProgressiveLoss`.
+    """
+
+    def __init__(self, teacher: Any, levels: Tensor, substeps: int = 2):
+        self.teacher, self.levels, self.substeps = teacher, levels, int(substeps)
+
+    def __call__(
+        self,
+        student: Any,
+        x0: State,
+        *,
+        mask: Mask = None,
+        cond: Mapping[str, Any] | None = None,
+        project: Any = None,
+        generator: torch.Generator | None = None,
+    ) -> Tensor:
+        cond = dict(cond or {})
+        b = batch_size(x0)
+        device = state_device(x0)
+        lev = self.levels.to(device)
+        idx = torch.randint(len(lev) - 1, (b,), device=device, generator=generator)
+        a, s_b = lev[idx], lev[idx + 1]
+        last = s_b == 0
+        noise = randn_like_state(x0, generator)
+        if project is not None:
+            noise = project(noise, mask)
+        noise = apply_mask(noise, mask)
+        x = tree_map(lambda v, n: v + _per_sample(a, v) * n, x0, noise)
+
+        def proj(out: State) -> State:
+            return project(out, mask) if project is not None else out
+
+        def pick(y_last: State, y: State) -> State:
+            return tree_map(
+                lambda u, v: torch.where(last.reshape(-1, *([1] * (u.ndim - 1))), u, v), y_last, y
+            )
+
+        with torch.no_grad():
+            d_a = proj(self.teacher(x, a.to(torch.float32), **cond))
+            safe_b = torch.where(last, a, s_b)  # rows ending at 0 take D; keep sigma > 0 elsewhere
+            if self.substeps == 1:
+                x_b = _ddim(x, d_a, safe_b / a)
+            else:
+                x_b = _heun_step(
+                    lambda y, s: proj(self.teacher(y, s.to(torch.float32), **cond)), x, a, safe_b, d_a
+                )
+            x_b = pick(d_a, x_b)
+            target = pick(x_b, proj(student(x_b, safe_b.to(torch.float32), **cond)))
+        out = proj(student(x, a.to(torch.float32), **cond))
+        weight = 1.0 / (a - s_b)
+
+        def sq(o: Tensor, t: Tensor) -> Tensor:
+            dt = torch.promote_types(t.dtype, torch.float32)
+            return _per_sample(weight, o).to(dt) * (o.to(dt) - t.to(dt)) ** 2
+
+        err = tree_map(sq, out, target)
+        if mask is not None:
+            err = _zero_padded(err, mask)
+        return masked_mean_per_sample(err, mask)
+
+
 def _heun_step(teach: Any, x: State, sa: Tensor, sb: Tensor, da: State) -> State:
     """x' = x + (sb - sa) (g_a + g_b) / 2 with g = (x - D) / sigma at both ends (Euler's x_e)."""
     slope = tree_map(lambda xv, dv: (xv - dv) / _per_sample(sa, xv), x, da)
@@ -269,6 +343,7 @@ def student_config(
     ema_decay: float = 0.995,
     seed: int | None = None,
     device: str | None = None,
+    sampler: str = STUDENT_SAMPLER,
 ) -> dict[str, Any]:
     """The teacher's config with the training and sampling sections of a K-step student."""
     cfg = copy.deepcopy(dict(teacher_config))
@@ -289,7 +364,7 @@ def student_config(
     if device is not None:
         tc["device"] = device
     sc = cfg["sample"]
-    sc.update({"sampler": STUDENT_SAMPLER, "steps": k, "schedule": "tuned", "guidance": 1.0})
+    sc.update({"sampler": sampler, "steps": k, "schedule": "tuned", "guidance": 1.0})
     return cfg
 
 
@@ -362,9 +437,13 @@ def _distill_trainer_class():
             if r == self.round:
                 return
             student, teacher = self.spec.levels(r)
-            plan = round_plan(self.sde, student, teacher)
-            substeps = self.spec.teacher_substeps if r == 0 else 1
-            self.loss_fn = ProgressiveLoss(self.teacher_for(r), plan, self.sigma_data, substeps)
+            if self.spec.method == "consistency":  # one round against the trained run
+                levels = distill_levels(self.sde, teacher)
+                self.loss_fn = ConsistencyLoss(self.teacher_for(0), levels, self.spec.teacher_substeps)
+            else:
+                plan = round_plan(self.sde, student, teacher)
+                substeps = self.spec.teacher_substeps if r == 0 else 1
+                self.loss_fn = ProgressiveLoss(self.teacher_for(r), plan, self.sigma_data, substeps)
             self.round = r
 
         def micro_loss(self, batch: Any) -> Tensor:
@@ -393,13 +472,20 @@ def distill(
     console: Any = None,
     teacher: tuple[dict[str, Any], nn.Module, dict[str, Any]] | None = None,
     sample_at_end: bool = False,
+    method: str = "progressive",
 ) -> Any:
     """Distil the run in ``teacher_dir`` into a K-step student in ``out_dir``; returns the
     :class:`polydiff.train.TrainResult`. ``resume``: continue ``out_dir`` (``teacher_dir`` unused).
 
     ``teacher``: ``(config, denoiser, provenance)`` instead of a run folder (the Python API; the
     denoiser must come from ``build_denoiser(modality, config)``).
+
+    ``method``: "progressive" (rounds of ``steps_per_round``) or "consistency" (one run of
+    ``steps_per_round`` steps against the trained run on its grid of ``base_levels`` levels; the
+    student samples with the ``consistency`` sampler at any number of steps).
     """
+    if method not in METHODS:
+        raise UserError(f"unknown distillation method {method!r}; available: {', '.join(METHODS)}")
     from polydiff.train import check_new_run, run_to_end
     from polydiff.training.run_folder import read_run_record, start_run
 
@@ -416,12 +502,15 @@ def distill(
         if guidance is None:
             guidance = float(t_cfg["sample"].get("guidance", 1.0))
         chain = level_chain(k, base_levels)
+        if method == "consistency":
+            chain = [k, chain[-1]]
         spec = DistillSpec(
-            k, chain, int(steps_per_round), float(guidance), dict(provenance), int(teacher_substeps)
+            k, chain, int(steps_per_round), float(guidance), dict(provenance), int(teacher_substeps),
+            method=method,
         )
         config = student_config(
             t_cfg, k, spec.rounds, steps_per_round=steps_per_round, lr=lr, batch_size=batch_size,
-            ema_decay=ema_decay, seed=seed, device=device,
+            ema_decay=ema_decay, seed=seed, device=device, sampler=STUDENT_SAMPLERS[method],
         )
     tc = config["train"]
     distributed.setup(str(tc["device"]), str(tc.get("dist_backend", "auto")))
@@ -433,8 +522,11 @@ def distill(
         out_dir.mkdir(parents=True, exist_ok=True)
         _save_weights_file(t_net, out_dir / DISTILL_DIR / TEACHER_WEIGHTS)
         atomic_write_text(out_dir / DISTILL_FILE, json.dumps(asdict(spec), indent=2) + "\n")
-        grid = distill_levels(build_sde(config["sde"]), k)
-        store_grid(out_dir, STUDENT_SAMPLER, k, grid, source="progressive distillation")
+        sde_ = build_sde(config["sde"])
+        # a consistency student samples at any number of steps: store the grids up to K
+        for n in (range(1, k + 1) if method == "consistency" else (k,)):
+            store_grid(out_dir, STUDENT_SAMPLERS[method], n, distill_levels(sde_, n),
+                       source=f"{method} distillation")
     distributed.barrier()
     trainer = _distill_trainer_class()(modality, config, out_dir, spec)
     if resume:

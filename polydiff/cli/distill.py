@@ -1,5 +1,5 @@
-"""`polydiff distill`: progressive distillation of a trained run into a student run folder that
-samples in K network evaluations."""
+"""`polydiff distill`: progressive (default) or consistency distillation of a trained run into a
+student run folder that samples in K network evaluations."""
 
 from __future__ import annotations
 
@@ -31,8 +31,14 @@ def distill_command(
     guidance: GuidanceOption = None,
     seed: Annotated[int | None, typer.Option(help="Training seed (default: the teacher's).")] = None,
     device: Annotated[str | None, typer.Option(help="auto, cpu or cuda (default: the teacher's).")] = None,
+    method: Annotated[
+        str,
+        typer.Option(help="progressive (Salimans & Ho 2022) or consistency (Song et al. 2023; "
+                     "--steps-per-round is then its whole run)."),
+    ] = "progressive",
 ) -> None:
-    """Train a student that samples in NFE network evaluations (Salimans & Ho 2022): an ordinary
+    """Train a student that samples in NFE network evaluations (progressive distillation, Salimans &
+    Ho 2022; or consistency distillation, Song et al. 2023, with --method consistency): an ordinary
     run folder (`polydiff sample`, `evaluate`, `distill --resume`) built from the teacher's own
     network; a guided teacher is distilled with its guidance."""
     with user_errors():
@@ -40,9 +46,11 @@ def distill_command(
         from polydiff.cli.outputs import check_writable_folder
         from polydiff.cli.runs import open_record
         from polydiff.cli.tasks import check_device, check_number
-        from polydiff.distill import distill
+        from polydiff.distill import METHODS, distill
         from polydiff.training.outcomes import NonFiniteLossError, TrainingInterrupted
 
+        if method not in METHODS:
+            raise fail(f"--method {method}: choose one of {', '.join(METHODS)}")
         if resume and out is not None:
             raise fail("--resume continues RUN_DIR itself: drop --out")
         if not resume and out is None:
@@ -59,6 +67,7 @@ def distill_command(
                 plugin, None if resume else run_dir, student_dir, k=nfe,
                 steps_per_round=steps_per_round, base_levels=base_levels, guidance=guidance,
                 lr=lr, batch_size=batch_size, seed=seed, device=device, resume=resume,
+                method=method,
             )
         except TrainingInterrupted as exc:
             say("[bold yellow]stopped:[/] {}", exc, err=True)

@@ -61,3 +61,23 @@ def sample_ddim(denoiser, x, sigmas, *, noise=None, callback=None, eta: float = 
         if s_up > 0:
             x = x + s_up * noise(x)
     return x
+
+
+@register_sampler(
+    "consistency",
+    stochastic=True,
+    description="Multistep consistency sampling (Song et al. 2023, Alg. 1): D, then fresh noise",
+    nfe="steps",
+)
+def sample_consistency(denoiser, x, sigmas, *, noise, callback=None):
+    """x <- D(x, s); x <- x + s' z at each next level s' > 0. The sampler of a consistency student,
+    whose D maps any point of an ODE trajectory to its end; with one level it is one call."""
+    sig = sigmas.tolist()
+    for i in range(len(sig) - 1):
+        denoised = denoiser(x, sigma_batch(sigmas[i], x))
+        if callback is not None:
+            callback(i, x, denoised)
+        x = denoised
+        if sig[i + 1] > 0:
+            x = x + sig[i + 1] * noise(x)
+    return x
