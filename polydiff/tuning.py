@@ -140,18 +140,25 @@ FAMILY_LOW = (1.0, 2.5, 5.0, 10.0, 20.0)
 
 
 def best_of_family(
-    objective: Callable[[Tensor], float], sde: SDE, steps: int, extra: tuple[str, ...] = ()
+    objective: Callable[[Tensor], float], sde: SDE, steps: int, extra: tuple[str, ...] = (),
+    max_evals: int | None = None,
 ) -> tuple[Tensor, int]:
     """The grid of :data:`FAMILY_RHO` x :data:`FAMILY_LOW` (and the built-in grids ``extra``)
-    with the lowest ``objective``; returns (grid, evaluations)."""
+    with the lowest ``objective``; returns (grid, evaluations). With ``max_evals`` below the
+    family's size, the built-in grids and an even spread of the family are scored."""
     from polydiff.sampling.schedules import karras
 
     cands = [get_sigmas(sde, steps, name, dtype=torch.float64) for name in extra]
+    family = []
     for low in FAMILY_LOW:
         lo = sde.sigma_min * low
         if lo >= sde.sigma_max or steps < 2:
             continue
-        cands += [karras(lo, sde.sigma_max, steps, rho) for rho in FAMILY_RHO]
+        family += [karras(lo, sde.sigma_max, steps, rho) for rho in FAMILY_RHO]
+    room = len(family) if max_evals is None else max(max_evals - len(cands), 0)
+    if room < len(family):
+        family = [family[round(i * (len(family) - 1) / max(room - 1, 1))] for i in range(room)]
+    cands += family
     scored = [(float(objective(c)), i) for i, c in enumerate(cands)]
     finite = [v for v in scored if math.isfinite(v[0])]
     if not finite:
@@ -224,7 +231,7 @@ def tune(
     # data's own scale wastes them (benchmarks/analytic.py --hard: on separated sharp modes the
     # family start cut the tuned 10-NFE error of dpmpp_3m 2.7x against starting from Karras and
     # log-SNR alone)
-    family, evals = best_of_family(objective, sde, steps, starts)
+    family, evals = best_of_family(objective, sde, steps, starts, max_evals=max_evals)
     evals += 1  # the default grid's own score
     best = None
     for start in (init, family):
