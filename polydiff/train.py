@@ -264,6 +264,7 @@ class Trainer(TrainingLoop):
             device=self.device,
             dataset=self.dataset,
             keep_rng=True,
+            run_dir=self.run_dir,
         )
         if written:
             self.snapshots.append(written[0])
@@ -346,6 +347,7 @@ def run_to_end(
             n=int(config["sample"]["n"]),
             device=trainer.device,
             dataset=trainer.dataset,
+            run_dir=run_dir,
         )
     done = trainer.step - start_step
     steps_per_s = done / trainer.loop_time if done and trainer.loop_time > 0 else 0.0

@@ -356,3 +356,14 @@ def test_distill_command_consistency(toy_registry, tmp_path):
         out = _run("sample", student, "--n", 3, "--steps", k, "--out", tmp_path / f"k{k}")
         assert out.exit_code == 0, out.output
         assert f"{k} network evaluation" in out.output
+
+
+def test_a_student_writes_samples_at_the_end_on_its_own_grid(tmp_path):
+    """sample_at_end reads the student's stored ("tuned") grid from its run folder."""
+    modality = ToyModality()
+    cfg = _toy_cfg()
+    train(modality, cfg, tmp_path / "teacher", sample_at_end=False)
+    for method in ("progressive", "consistency"):
+        result = distill(modality, tmp_path / "teacher", tmp_path / method, k=2, steps_per_round=2,
+                         base_levels=4, method=method, sample_at_end=True)
+        assert result.samples and all(p.is_file() for p in result.samples), method

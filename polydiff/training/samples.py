@@ -25,10 +25,19 @@ def write_samples_from(
     device: torch.device,
     dataset: Any = None,
     keep_rng: bool = False,
+    run_dir: Path | None = None,
 ) -> list[Path]:
     """``n`` samples with the ``[sample]`` settings into ``out``; ``keep_rng`` leaves the global RNG
-    as it was, so that a snapshot in the middle of training does not change the run."""
+    as it was, so that a snapshot in the middle of training does not change the run. ``run_dir``
+    holds the grid of ``schedule = "tuned"`` (a distilled student's)."""
+    from polydiff.tuning import TUNED, schedule_options
+
     sc = config["sample"]
+    schedule = str(sc["schedule"])
+    grid: dict[str, Any] = {"schedule": schedule}
+    if schedule == TUNED:
+        grid = schedule_options(run_dir if run_dir is not None else out.parent, schedule,
+                                str(sc["sampler"]), int(sc["steps"]))
     devices = [device.index or 0] if device.type == "cuda" else []
     with torch.random.fork_rng(devices=devices) if keep_rng else contextlib.nullcontext():
         x, layout, _ = generate(
@@ -38,8 +47,8 @@ def write_samples_from(
             n=n,
             sampler=str(sc["sampler"]),
             steps=int(sc["steps"]),
-            schedule=str(sc["schedule"]),
             seed=int(sc["seed"]),
+            **grid,
             device=device,
             dataset=dataset,
         )
