@@ -146,16 +146,15 @@ def student_rows(plugin, cfg, net, args, dataset, work: Path) -> tuple[list[dict
     spec = read_spec(out)
     sde = build_sde(cfg["sde"])
     student_cfg = json.loads((out / "config.json").read_text())["config"]
-    _, _, final = load_run(out)
+    from safetensors.torch import load_file
+
+    _, _, model = load_run(out)
+    final = {k: v.clone() for k, v in model.state_dict().items()}
     rows = []
     for k, source in ((4, "round-03"), (2, "round-04"), (1, None)):
-        if source is None:
-            model = final
-        else:
-            from safetensors.torch import load_file
-
-            model = load_run(out)[2]
-            model.load_state_dict(load_file(str(out / DISTILL_DIR / f"{source}.safetensors")))
+        # one network, its weights swapped: the round teachers, then the final EMA
+        weights = final if source is None else load_file(str(out / DISTILL_DIR / f"{source}.safetensors"))
+        model.load_state_dict(weights)
         res, nfe, per = score(plugin, student_cfg, model, sampler="euler", steps=k, n=args.n,
                               seed=args.seed, sigmas=distill_levels(sde, k).float(), guidance=1.0,
                               dataset=dataset)

@@ -92,9 +92,11 @@ def tune_sigmas(
     *,
     max_evals: int = 300,
     min_step: float = 1e-3,
+    init_value: float | None = None,
 ) -> tuple[Tensor, float, int]:
     """Minimise ``objective(sigmas)`` over grids with the first level and the final 0 of ``init``
-    fixed; returns (best grid, its value, evaluations). ``init`` is a decreasing float64 grid."""
+    fixed; returns (best grid, its value, evaluations). ``init`` is a decreasing float64 grid;
+    ``init_value``, its objective when already known (not evaluated again)."""
     sig = init.detach().to("cpu", torch.float64).clone()
     zero_end = float(sig[-1]) == 0.0
     logs = sig[: -1 if zero_end else None].log().tolist()
@@ -107,8 +109,11 @@ def tune_sigmas(
         out = torch.tensor([first, *(math.exp(v) for v in ls[1:])], dtype=torch.float64)
         return torch.cat([out, out.new_zeros(1)]) if zero_end else out
 
-    best = float(objective(grid(logs)))
-    evals, step = 1, 0.5
+    if init_value is None:
+        best, evals = float(objective(grid(logs))), 1
+    else:
+        best, evals = float(init_value), 0
+    step = 0.5
     while step >= min_step and evals < max_evals and free:
         improved = False
         for i in free:
@@ -235,7 +240,8 @@ def tune(
     evals += 1  # the default grid's own score
     best = None
     for start in (init, family):
-        found = tune_sigmas(objective, start, sde, max_evals=max_evals)
+        known = default_error if start is init else None
+        found = tune_sigmas(objective, start, sde, max_evals=max_evals, init_value=known)
         evals += found[2]
         if best is None or found[1] < best[1]:
             best = found
