@@ -147,6 +147,28 @@ def _ddim(x: State, d: State, ratio: Tensor) -> State:
     return tree_map(lambda xv, dv: _per_sample(ratio, xv) * xv + _per_sample(1 - ratio, xv) * dv, x, d)
 
 
+def _noised(x0: State, sigma: Tensor, mask: Mask, project: Any, generator: Any) -> State:
+    """x0 + sigma eps per sample, eps in the noise space and zero at padding."""
+    noise = randn_like_state(x0, generator)
+    if project is not None:
+        noise = project(noise, mask)
+    noise = apply_mask(noise, mask)
+    return tree_map(lambda v, n: v + _per_sample(sigma, v) * n, x0, noise)
+
+
+def _weighted_error(out: State, target: State, weight: Tensor, mask: Mask) -> Tensor:
+    """Per-sample masked mean of weight * (out - target)^2, in at least float32."""
+
+    def sq(o: Tensor, t: Tensor) -> Tensor:
+        dt = torch.promote_types(t.dtype, torch.float32)
+        return _per_sample(weight, o).to(dt) * (o.to(dt) - t.to(dt)) ** 2
+
+    err = tree_map(sq, out, target)
+    if mask is not None:
+        err = _zero_padded(err, mask)
+    return masked_mean_per_sample(err, mask)
+
+
 class ProgressiveLoss:
     """Per-sample loss ``(B,)`` of one progressive-distillation round (module docstring).
 
@@ -175,11 +197,7 @@ class ProgressiveLoss:
         device = state_device(x0)
         idx = torch.randint(len(self.plan), (b,), device=device, generator=generator)
         a, m, s_b = (self.plan.to(device)[idx, j] for j in range(3))
-        noise = randn_like_state(x0, generator)
-        if project is not None:
-            noise = project(noise, mask)
-        noise = apply_mask(noise, mask)
-        x = tree_map(lambda v, n: v + _per_sample(a, v) * n, x0, noise)
+        x = _noised(x0, a, mask, project, generator)
 
         def teach(y: State, s: Tensor) -> State:
             out = self.teacher(y, s.to(torch.float32), **cond)
@@ -204,16 +222,7 @@ class ProgressiveLoss:
         out = student(x, a.to(torch.float32), **cond)
         if project is not None:
             out = project(out, mask)
-        weight = 1.0 / self.sigma_data**2 + 1.0 / a**2
-
-        def sq(o: Tensor, t: Tensor) -> Tensor:
-            dt = torch.promote_types(t.dtype, torch.float32)
-            return _per_sample(weight, o).to(dt) * (o.to(dt) - t.to(dt)) ** 2
-
-        err = tree_map(sq, out, target)
-        if mask is not None:
-            err = _zero_padded(err, mask)
-        return masked_mean_per_sample(err, mask)
+        return _weighted_error(out, target, 1.0 / self.sigma_data**2 + 1.0 / a**2, mask)
 
 
     def _heun(self, teach: Any, x: State, s0: Tensor, s1: Tensor, d0: State) -> State:
@@ -259,11 +268,7 @@ class ConsistencyLoss:
         idx = torch.randint(len(lev) - 1, (b,), device=device, generator=generator)
         a, s_b = lev[idx], lev[idx + 1]
         last = s_b == 0
-        noise = randn_like_state(x0, generator)
-        if project is not None:
-            noise = project(noise, mask)
-        noise = apply_mask(noise, mask)
-        x = tree_map(lambda v, n: v + _per_sample(a, v) * n, x0, noise)
+        x = _noised(x0, a, mask, project, generator)
 
         def proj(out: State) -> State:
             return project(out, mask) if project is not None else out
@@ -285,16 +290,7 @@ class ConsistencyLoss:
             x_b = pick(d_a, x_b)
             target = pick(x_b, proj(student(x_b, safe_b.to(torch.float32), **cond)))
         out = proj(student(x, a.to(torch.float32), **cond))
-        weight = 1.0 / (a - s_b)
-
-        def sq(o: Tensor, t: Tensor) -> Tensor:
-            dt = torch.promote_types(t.dtype, torch.float32)
-            return _per_sample(weight, o).to(dt) * (o.to(dt) - t.to(dt)) ** 2
-
-        err = tree_map(sq, out, target)
-        if mask is not None:
-            err = _zero_padded(err, mask)
-        return masked_mean_per_sample(err, mask)
+        return _weighted_error(out, target, 1.0 / (a - s_b), mask)
 
 
 def _heun_step(teach: Any, x: State, sa: Tensor, sb: Tensor, da: State) -> State:

@@ -146,20 +146,23 @@ def _fitted_teacher(modality, cfg):
     return net.requires_grad_(False).eval()
 
 
-def test_student_of_an_analytic_teacher_reproduces_its_samples(tmp_path):
+def _analytic_student(tmp_path, **kw):
+    """(teacher, student EMA, steps trained): a student distilled from the fitted Gaussian teacher."""
+    from polydiff.checkpoint import load_weights
+
     modality = GaussModality()
     cfg = resolve(modality)
     teacher = _fitted_teacher(modality, cfg)
-    result = distill(
-        modality, None, tmp_path / "student", k=2, steps_per_round=120, base_levels=16,
-        teacher=(cfg, teacher, {"run_dir": "analytic"}),
-    )
-    assert result.steps == 3 * 120
+    result = distill(modality, None, tmp_path / "student", base_levels=16,
+                     teacher=(cfg, teacher, {"run_dir": "analytic"}), **kw)
     student = build_denoiser(modality, cfg)
-    from polydiff.checkpoint import load_weights
+    student.load_state_dict(load_weights(result.checkpoint)[1])
+    return teacher, student, result.steps
 
-    _, ema, _ = load_weights(result.checkpoint)
-    student.load_state_dict(ema)
+
+def test_student_of_an_analytic_teacher_reproduces_its_samples(tmp_path):
+    teacher, student, steps = _analytic_student(tmp_path, k=2, steps_per_round=120)
+    assert steps == 3 * 120
     sde = EDM()
     noise = torch.randn(2000, 2, generator=torch.Generator().manual_seed(5))
     with torch.no_grad():
@@ -314,19 +317,8 @@ def test_consistency_target_is_the_student_one_teacher_step_on():
 
 
 def test_consistency_student_of_an_analytic_teacher_samples_in_one_call(tmp_path):
-    modality = GaussModality()
-    cfg = resolve(modality)
-    teacher = _fitted_teacher(modality, cfg)
-    result = distill(
-        modality, None, tmp_path / "student", k=1, steps_per_round=360, base_levels=16,
-        teacher=(cfg, teacher, {"run_dir": "analytic"}), method="consistency",
-    )
-    assert result.steps == 360
-    student = build_denoiser(modality, cfg)
-    from polydiff.checkpoint import load_weights
-
-    _, ema, _ = load_weights(result.checkpoint)
-    student.load_state_dict(ema)
+    teacher, student, steps = _analytic_student(tmp_path, k=1, steps_per_round=360, method="consistency")
+    assert steps == 360
     sde = EDM()
     noise = torch.randn(2000, 2, generator=torch.Generator().manual_seed(5))
     with torch.no_grad():
