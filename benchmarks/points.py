@@ -34,37 +34,33 @@ DATA_RE = re.compile(r"<!-- points-bench-data (.*?) -->")
 # ------------------------------------------------------------------------------ the peer model
 
 
-def build_peer(width: int, blocks: int, k: int):
-    """Our network's layout with torch_geometric's PointTransformerConv as the attention layer."""
-    from polydiff_points.network import FourierNoise, knn
+def build_peer(width: int, blocks: int, k: int, latents: int = 0, heads: int = 4):
+    """Our network with torch_geometric's PointTransformerConv as the neighbourhood attention:
+    the same embedding, noise modulation, global context and MLPs, only ``attend`` swapped."""
+    from polydiff_points.network import PointTransformer, PointTransformerBlock, knn
     from torch import nn
     from torch_geometric.nn import PointTransformerConv
 
-    class PeerBlock(nn.Module):
+    class PeerBlock(PointTransformerBlock):
         def __init__(self):
-            super().__init__()
-            self.noise = nn.Linear(width, width)
-            self.norm1 = nn.LayerNorm(width)
+            super().__init__(width, groups=1, latents=latents, heads=heads)
+            for name in ("qkv", "pos", "pos_key", "pos_value", "gamma", "proj"):
+                delattr(self, name)
             self.conv = PointTransformerConv(
                 width, width, pos_nn=nn.Sequential(nn.Linear(3, width), nn.SiLU(), nn.Linear(width, width)),
                 attn_nn=nn.Sequential(nn.Linear(width, width), nn.SiLU(), nn.Linear(width, width)),
                 add_self_loops=False)
-            self.norm2 = nn.LayerNorm(width)
-            self.mlp = nn.Sequential(nn.Linear(width, 2 * width), nn.SiLU(), nn.Linear(2 * width, width))
+            self.graph = None  # (pos, edge_index) of the batch, set by the network
 
-        def forward(self, h, pos, edge_index, temb):
-            h = h + self.noise(temb)
-            h = h + self.conv(self.norm1(h), pos, edge_index)
-            return h + self.mlp(self.norm2(h))
+        def attend(self, h, rel, idx, nb_valid):
+            b, n, c = h.shape
+            pos, edge_index = self.graph
+            return self.conv(h.reshape(b * n, c), pos, edge_index).reshape(b, n, c)
 
-    class PeerNet(nn.Module):
+    class PeerNet(PointTransformer):
         def __init__(self):
-            super().__init__()
-            self.embed = nn.Sequential(nn.Linear(3, width), nn.SiLU(), nn.Linear(width, width))
-            self.noise = nn.Sequential(FourierNoise(width), nn.Linear(width, width), nn.SiLU(),
-                                       nn.Linear(width, width))
+            super().__init__(width, blocks, k, groups=1, latents=latents, heads=heads)
             self.blocks = nn.ModuleList(PeerBlock() for _ in range(blocks))
-            self.out = nn.Sequential(nn.LayerNorm(width), nn.Linear(width, 3))
 
         def forward(self, x, c_noise, valid=None):
             b, n, _ = x.shape
@@ -72,13 +68,10 @@ def build_peer(width: int, blocks: int, k: int):
             idx = knn(x.detach(), mask, k)  # (B, N, k): edges j -> i, batch-offset into one graph
             offset = (torch.arange(b) * n).view(b, 1, 1)
             dst = (torch.arange(n).view(1, n, 1).expand(b, n, idx.shape[2]) + offset).reshape(-1)
-            src = (idx + offset).reshape(-1)
-            pos = x.reshape(b * n, 3)
-            temb = self.noise(c_noise.reshape(-1).expand(b)).repeat_interleave(n, 0)
-            h = self.embed(pos)
+            edge_index = torch.stack([(idx + offset).reshape(-1), dst])
             for block in self.blocks:
-                h = block(h, pos, torch.stack([src, dst]), temb)
-            return self.out(h).reshape(b, n, 3) * mask[..., None]
+                block.graph = (x.reshape(b * n, 3), edge_index)
+            return super().forward(x, c_noise, valid)
 
     return PeerNet()
 
@@ -92,7 +85,8 @@ def matched_peer_width(config: dict[str, Any]) -> int:
 
     target = _params(build_network(config))
     m = config["model"]
-    return min(range(8, 257, 4), key=lambda w: abs(_params(build_peer(w, m["blocks"], m["k"])) - target))
+    return min(range(8, 257, 4), key=lambda w: abs(_params(build_peer(w, m["blocks"], m["k"], m["latents"], m["heads"]))
+                                                   - target))
 
 
 # ------------------------------------------------------------------------------------ sections
@@ -107,7 +101,7 @@ def throughput(args) -> dict[str, Any]:
     class Peer(PointsModality):
         def build_network(self, config):
             m = config["model"]
-            return build_peer(self.width, int(m["blocks"]), int(m["k"]))
+            return build_peer(self.width, int(m["blocks"]), int(m["k"]), int(m["latents"]), int(m["heads"]))
 
     ours = PointsModality()
     cfg = resolve(ours, overrides={"train": {"steps": args.steps, "snapshot_every": 0, "plot_every": 0,
@@ -134,37 +128,68 @@ def throughput(args) -> dict[str, Any]:
                   f"{m['blocks']} blocks, {cfg['train']['steps']} steps per round, {args.rounds} rounds, "
                   f"{cfg['train']['threads']} thread",
         "params": {"ours": _params(build_network(cfg)),
-                   "PointTransformerConv": _params(build_peer(peer.width, m["blocks"], m["k"]))},
+                   "PointTransformerConv": _params(build_peer(peer.width, m["blocks"], m["k"], m["latents"],
+                                                              m["heads"]))},
         "peer_width": peer.width, "width": m["width"],
         "steps_per_s": rows, "load": os.getloadavg()[0],
     }
 
 
+def _cpu() -> float:
+    import resource
+
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
 def metrics_cost(args) -> dict[str, Any]:
-    from polydiff_points.metrics import pointflow_metrics
+    """The whole CD suite (MMD, COV, 1-NNA, JSD) on n x n clouds, timed end to end, and EMD per pair
+    (exact and approximate) on a few pairs: 3 n^2 EMD pairs at 2,048 points are hours on a CPU."""
+    from polydiff_points.data import build_dataset
+    from polydiff_points.metrics import (
+        chamfer_matrix,
+        chamfer_pair,
+        emd_approx,
+        emd_exact,
+        pointflow_metrics,
+    )
+
+    from polydiff.config import resolve
+    from polydiff.registry import get_registry
 
     torch.set_num_threads(int(args.threads))
-    g = torch.Generator().manual_seed(0)
     n, p = args.metric_n, args.metric_points
-    a = torch.randn(n, p, 3, generator=g) * 0.4
-    b = torch.randn(n, p, 3, generator=g) * 0.4
-    t0 = time.perf_counter()
-    pointflow_metrics(a, b, emd="off")
-    t_cd = time.perf_counter() - t0
-    # one EMD pair each way, timed alone (a whole EMD suite at 2,048 points is hours on a CPU)
-    from polydiff_points.metrics import emd_exact, emd_sinkhorn
-
-    sub = max(1, args.emd_n)
-    t0 = time.perf_counter()
-    emd_sinkhorn(a[:sub], b[:sub])
-    t_emd = (time.perf_counter() - t0) / sub
-    t0 = time.perf_counter()
-    emd_exact(a[0], b[0])
-    t_exact = time.perf_counter() - t0
-    pairs = 3 * n * n
-    return {"n": n, "points": p, "cd_jsd_s": t_cd, "per_pair_cd_ms": 1000 * t_cd / pairs,
-            "emd_n": sub, "emd_pair_s": t_emd, "emd_exact_pair_s": t_exact, "threads": int(args.threads), "load": os.getloadavg()[0],
-            "extrapolated_200x2048_cd_s": 1000 * t_cd / pairs * 3 * 200 * 200 / 1000 * (2048 / p) ** 2}
+    # real clouds: the shapes' test split as references, train clouds standing in for samples
+    per = -(-n // 8)
+    cfg = resolve(get_registry().load("points"), overrides={"data": {
+        "num_points": p, "train_per_class": per, "test_per_class": per}})
+    refs = torch.stack(build_dataset("shapes", cfg, "test").clouds[:n])
+    samples = torch.stack(build_dataset("shapes", cfg, "train").clouds[:n])
+    c0, t0 = _cpu(), time.perf_counter()
+    res = pointflow_metrics(samples, refs, emd="off", progress=True)
+    cd_cpu, cd_wall = _cpu() - c0, time.perf_counter() - t0
+    # the brute-force CD (one cdist a pair), the old path, on a few pairs for the per-pair ratio
+    k = max(1, args.emd_n)
+    c0 = _cpu()
+    for i in range(k):
+        chamfer_pair(refs[i:i + 1], samples[i:i + 1])
+    brute_ms = 1000 * (_cpu() - c0) / k
+    c0 = _cpu()
+    chamfer_matrix(refs[:k], samples[:k])
+    tree_ms = 1000 * (_cpu() - c0) / (k * k)
+    c0 = _cpu()
+    exact = [emd_exact(refs[i], samples[i]) for i in range(k)]
+    exact_s = (_cpu() - c0) / k
+    c0 = _cpu()
+    approx = [emd_approx(refs[i], samples[i]) for i in range(k)]
+    approx_s = (_cpu() - c0) / k
+    gap = [a / e - 1 for a, e in zip(approx, exact, strict=True)]
+    pairs = n * n + n * (n - 1)  # ref x sample, and the two symmetric halves
+    return {"n": n, "points": p, "cd_suite_cpu_s": cd_cpu, "cd_suite_wall_s": cd_wall,
+            "one_nna_cd": res["1-NNA-CD"], "tree_pair_ms": tree_ms, "brute_pair_ms": brute_ms,
+            "emd_n": k, "emd_exact_pair_s": exact_s, "emd_approx_pair_s": approx_s,
+            "emd_gap_mean": sum(gap) / k, "emd_gap_max": max(gap), "emd_pairs": pairs,
+            "threads": int(args.threads), "load": os.getloadavg()[0]}
 
 
 def _load_run(run: Path):
@@ -191,10 +216,10 @@ def quality(args) -> dict[str, Any]:
     torch.set_num_threads(int(args.threads))
     points, cfg, denoiser, ckpt = _load_run(Path(args.run))
     refs, labels, ds = references(cfg, args.quality_n or 10**9)
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), _cpu()
     x, _, nfe = generate(points, cfg, denoiser, n=len(refs), sampler=cfg["sample"]["sampler"],
                          steps=int(cfg["sample"]["steps"]))
-    sample_s = time.perf_counter() - t0
+    sample_s, sample_cpu_s = time.perf_counter() - t0, _cpu() - c0
     res = pointflow_metrics(x.float(), refs, emd=args.emd, progress=True)
     # the floor: as many training clouds, scored the same way (what a perfect model would get)
     from polydiff_points.data import build_dataset
@@ -210,8 +235,9 @@ def quality(args) -> dict[str, Any]:
     steps = int(ckpt.stem.split("-")[1])
     metrics = [json.loads(line) for line in (Path(args.run) / "metrics.jsonl").read_text().splitlines() if line.strip()]
     wall = max((m.get("wall_time", m.get("time", 0)) or 0) for m in metrics) if metrics else float("nan")
-    return {"run": str(args.run), "steps": steps, "train_wall_s": wall, "n": len(refs), "nfe": nfe,
-            "sample_s": sample_s, "normalize": cfg["data"]["normalize"], "metrics": res, "floor": floor,
+    return {"run": str(args.run), "steps": steps, "train_wall_s": wall, "train_cpu_s": args.train_cpu_s,
+            "load": os.getloadavg()[0], "n": len(refs), "nfe": nfe,
+            "sample_s": sample_s, "sample_cpu_s": sample_cpu_s, "normalize": cfg["data"]["normalize"], "metrics": res, "floor": floor,
             "nearest_class_counts": counts}
 
 
@@ -246,6 +272,7 @@ def render(entries: dict[str, Any]) -> list[str]:
              "Generated by `python benchmarks/points.py SECTION --write` (sections: throughput, metrics, "
              "quality, completion). CPU figures come from a shared 2-core machine; the load average at the "
              "time is given, since other jobs ran beside these.", ""]
+    lines += list(entries.get("notes") or [])
     t = entries.get("throughput")
     if t:
         ours, peer = t["steps_per_s"]["ours"], t["steps_per_s"]["PointTransformerConv"]
@@ -262,21 +289,33 @@ def render(entries: dict[str, Any]) -> list[str]:
                   f"back to back): {', '.join(f'{a / b:.2f}x' for a, b in zip(ours, peer, strict=True))} "
                   "(target ≥ 1.2x).", ""]
     m = entries.get("metrics")
-    if m:
+    if m and "cd_suite_cpu_s" in m:
         lines += ["### Metric suite cost", "",
-                  f"CD matrices (3 × {m['n']}² pairs) and JSD on {m['n']} × {m['n']} clouds of {m['points']} "
-                  f"points: {m['cd_jsd_s']:.1f} s ({m['per_pair_cd_ms']:.2f} ms per pair, {m['threads']} thread, "
-                  f"load {m['load']:.1f}). One EMD pair at {m['points']} points: {m['emd_pair_s']:.1f} s approximate "
-                  f"(Sinkhorn, 300 iterations), {m['emd_exact_pair_s']:.1f} s exact (scipy). Extrapolated by pair count and points² to 200 × 200 "
-                  f"clouds of 2,048 points, CD alone: ~{m['extrapolated_200x2048_cd_s'] / 60:.0f} min on this CPU "
-                  "(not measured at that size: it belongs on a GPU).", ""]
+                  f"{m['n']} samples × {m['n']} references of {m['points']} points (`shapes` clouds), "
+                  f"{m['threads']} thread, load average {m['load']:.1f}. Measured end to end: MMD, COV and "
+                  f"1-NNA with CD (3 matrices, {m['emd_pairs']:,} distinct pairs: the two same-set "
+                  f"matrices are symmetric, each half computed once) and JSD: **{m['cd_suite_cpu_s']:.0f} CPU s** "
+                  f"({m['cd_suite_wall_s']:.0f} s wall on the shared machine).", "",
+                  "| per pair (CPU) | ours | before |", "|---|---|---|",
+                  f"| Chamfer distance | {m['tree_pair_ms']:.1f} ms (k-d trees, exact float64) | "
+                  f"{m['brute_pair_ms']:.1f} ms (one brute-force `cdist`) |",
+                  f"| EMD | {m['emd_approx_pair_s']:.2f} s approximate (sparse assignment; "
+                  f"{100 * m['emd_gap_mean']:.1f} % above exact on average, {100 * m['emd_gap_max']:.1f} % at most, "
+                  f"{m['emd_n']} pairs) | {m['emd_exact_pair_s']:.2f} s exact (scipy's dense assignment) |", "",
+                  f"The EMD rows at this size were not run: {m['emd_pairs']:,} pairs × "
+                  f"{m['emd_approx_pair_s']:.2f} s ≈ {m['emd_pairs'] * m['emd_approx_pair_s'] / 3600:.0f} CPU hours "
+                  f"approximate ({m['emd_pairs'] * m['emd_exact_pair_s'] / 3600:.0f} exact): EMD at 2,048 points "
+                  "needs a GPU or fewer clouds. At 512 points (`auto` takes the exact one there) a pair costs "
+                  "tens of milliseconds.", ""]
     q = entries.get("quality")
     if q:
         r = q["metrics"]
+        cost = (f"{q['train_cpu_s']:.0f} CPU s of training (one thread)" if q.get("train_cpu_s")
+                else f"{q['train_wall_s'] / 60:.0f} min of training on the shared CPU")
         lines += ["### Quality on `shapes` (test split)", "",
-                  f"Run `{Path(q['run']).name}`: {q['steps']} steps in {q['train_wall_s'] / 60:.0f} min of "
-                  f"training on the shared CPU; {q['n']} samples against the {q['n']} test "
-                  f"clouds ({q['normalize']} normalisation), {q['nfe']} network calls, sampling {q['sample_s']:.0f} s.", "",
+                  f"Run `{Path(q['run']).name}`: {q['steps']} steps, {cost}; {q['n']} samples against the {q['n']} test "
+                  f"clouds ({q['normalize']} normalisation), {q['nfe']} network calls, sampling "
+                  + (f"{q['sample_cpu_s']:.0f} CPU s." if q.get("sample_cpu_s") else f"{q['sample_s']:.0f} s wall (shared machine)."), "",
                   "| metric | samples | training clouds (floor) |", "|---|---|---|"]
         lines += [f"| {k} | {v:.4g} | {q['floor'].get(k, float('nan')):.4g} |" for k, v in r.items()]
         lines += ["", "Samples per nearest-reference class: "
@@ -314,25 +353,42 @@ def existing_entries() -> dict[str, Any]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("section", choices=["throughput", "metrics", "quality", "completion"])
+    parser.add_argument("section", choices=["throughput", "metrics", "quality", "completion", "merge"],
+                        help="merge: write saved sections (--from) and --notes into the docs")
+    parser.add_argument("--from", dest="sources", type=Path, nargs="*", default=[],
+                        help="merge: JSON files written by --save")
+    parser.add_argument("--notes", type=Path, help="merge: markdown shown at the top of the section")
+    parser.add_argument("--train-cpu-s", type=float, default=0.0,
+                        help="quality: the run's training CPU seconds, when measured outside the run")
     parser.add_argument("--run", type=Path, help="a trained points run (quality, completion)")
     parser.add_argument("--steps", type=int, default=15)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--metric-n", type=int, default=200)
     parser.add_argument("--metric-points", type=int, default=2048)
-    parser.add_argument("--emd-n", type=int, default=1, help="metrics: EMD pairs timed")
+    parser.add_argument("--emd-n", type=int, default=8, help="metrics: EMD pairs timed")
     parser.add_argument("--emd", default="off", help="quality: exact | approx | auto | off")
     parser.add_argument("--completion-n", type=int, default=32)
     parser.add_argument("--quality-n", type=int, default=0, help="reference clouds (0: the test split)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--tmp", default="/tmp/points-bench")
     parser.add_argument("--write", action="store_true")
+    parser.add_argument("--save", type=Path, help="also write the section's raw result (JSON) here")
     args = parser.parse_args()
+    if args.section == "merge":
+        entries = existing_entries()
+        for src in args.sources:
+            entries.update(json.loads(src.read_text()))
+        if args.notes:
+            entries["notes"] = args.notes.read_text().rstrip("\n").split("\n") + [""]
+        write_docs(entries)
+        return
     if args.section in ("quality", "completion") and args.run is None:
         sys.exit(f"{args.section} needs --run RUN")
     result = {"throughput": throughput, "metrics": metrics_cost, "quality": quality,
               "completion": completion}[args.section](args)
     print("\n".join(render({args.section: result})))  # the side-by-side table, as in the docs
+    if args.save:
+        args.save.write_text(json.dumps({args.section: result}))
     if args.write:
         entries = existing_entries()
         entries[args.section] = result

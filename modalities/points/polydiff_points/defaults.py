@@ -10,8 +10,9 @@ __all__ = ["DEFAULT_CONFIG", "VALID"]
 #: network only the state, the noise level and conditions, so a ragged batch's mask rides here)
 VALID = "valid"
 
-#: Speed: the default network trains at about 1.9 steps/s (batch 16, 512 points, one thread of a
-#: quiet 2-core machine; docs/benchmarks.md), so 600 steps take about 5-6 minutes.
+#: Speed: a step of the default network (batch 16, 512 points) costs about 0.6 CPU seconds of one
+#: thread, so 600 steps take about 6 CPU minutes and `polydiff train` with its end-of-run samples
+#: under 7 (docs/benchmarks.md).
 DEFAULT_CONFIG: dict[str, dict[str, Any]] = {
     "data": {
         "dataset": "shapes",  # built-in: procedural shapes (8 classes)
@@ -33,6 +34,8 @@ DEFAULT_CONFIG: dict[str, dict[str, Any]] = {
         "k": 12,
         "groups": 8,  # attention weights per group of width/groups channels (width: per channel)
         "knn_chunk": 1024,  # query rows per cdist chunk (memory is chunk x N per cloud)
+        "latents": 0,  # learned queries of the set attention in every block (0: pooling only)
+        "heads": 4,  # attention heads of the set attention
     },
     "train": {
         "steps": 600,

@@ -1,17 +1,27 @@
 """A point transformer denoiser in the style of Zhao et al. 2021 ("Point Transformer", ICCV).
 
-Per-point embedding; one k-NN graph of the noisy input shared by every block; in each block the
-noise level is added to every point's features, a global context vector (the masked mean of the
-features) is mixed back into every point, and vector self-attention with a relative-position
-encoding runs over each point's neighbourhood (paper eq. 3-4):
+Per-point embedding; one k-NN graph of the noisy input shared by every block. Each block
 
-    y_i = sum_j softmax_j( gamma(phi(h_i) - psi(h_j) + delta_ij) ) * (alpha(h_j) + delta_ij),
-    delta_ij = theta(p_i - p_j)
+1. conditions on the noise level by modulating its layer norms (scale and shift from the noise
+   embedding, as DiT's adaptive layer norm);
+2. runs vector self-attention with a relative-position encoding over each point's neighbourhood
+   (paper eq. 3-4, one weight per group of channels):
 
-with a weight per channel (vector attention, not one scalar per pair), followed by a point-wise MLP.
-Every operation is per point or a symmetric reduction over points, so the network is permutation
-equivariant. Ragged batches: the ``valid`` mask keeps padded points out of every neighbourhood and
-out of the global context, and their output is 0.
+       y_i = sum_j softmax_j( gamma(phi(h_i) - psi(h_j) + delta_ij) ) * (alpha(h_j) + delta_ij),
+       delta_ij = theta(p_i - p_j);
+
+3. mixes a global context channel into every point: PointNet's max and mean pooling of the
+   features (a shape descriptor), and optionally ``latents`` learned queries that read the whole
+   cloud by cross-attention and that every point then reads back (set attention with inducing
+   points, Lee et al. 2019);
+4. a point-wise MLP.
+
+Why the global path: at the noise levels that decide a shape's layout the noisy points' k-NN
+neighbourhoods hold no geometry, so local attention alone cannot say where a point belongs; a mean
+alone (our first design) blurs the shape descriptor, and the model learned blobs. Every operation is
+per point or a symmetric reduction over points, so the network is permutation equivariant. Ragged
+batches: the ``valid`` mask keeps padded points out of every neighbourhood, pooling and attention,
+and their output is 0.
 
 k-NN is ``torch.cdist`` + ``topk``, chunked over query points so a 2,048-point cloud needs only
 ``chunk x N`` distances at a time (no torch-cluster or pytorch3d needed).
@@ -26,7 +36,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-__all__ = ["PointTransformer", "build_network", "gather_neighbours", "knn"]
+__all__ = ["NoiseEmbedding", "PointTransformer", "build_network", "gather_neighbours", "knn"]
 
 
 def knn(x: Tensor, mask: Tensor | None, k: int, chunk: int = 1024) -> Tensor:
@@ -61,35 +71,71 @@ def _masked_mean(h: Tensor, mask: Tensor) -> Tensor:
     return (h * w).sum(1) / w.sum(1).clamp_min(1.0)
 
 
-class FourierNoise(nn.Module):
-    """Random Fourier features of the noise-level input (fixed frequencies, EDM's scale 16)."""
+def _masked_max(h: Tensor, mask: Tensor) -> Tensor:
+    m = h.masked_fill(mask[..., None] <= 0, torch.finfo(h.dtype).min).amax(1)
+    return torch.where(mask.sum(1, keepdim=True) > 0, m, torch.zeros_like(m))  # an empty cloud: 0
 
-    def __init__(self, dim: int, scale: float = 16.0):
+
+class NoiseEmbedding(nn.Module):
+    """Sines and cosines of the noise-level input at geometrically spaced frequencies.
+
+    EDM's ``c_noise = ln(sigma) / 4`` spans about [-1.6, 1.1]; frequencies from a quarter to eight
+    cycles per unit resolve it without the high-frequency features random Fourier features of
+    scale 16 add, which a short run cannot learn to ignore.
+    """
+
+    def __init__(self, dim: int, low: float = 0.25, high: float = 8.0):
         super().__init__()
-        g = torch.Generator().manual_seed(0)
-        self.register_buffer("freqs", torch.randn(dim // 2, generator=g) * scale)
+        self.register_buffer("freqs", torch.logspace(math.log10(low), math.log10(high), dim // 2))
 
     def forward(self, c: Tensor) -> Tensor:
         a = c.float()[:, None] * self.freqs[None] * 2 * math.pi
         return torch.cat([a.cos(), a.sin()], dim=1)
 
 
+class LatentAttention(nn.Module):
+    """``latents`` learned queries read the cloud (cross-attention over its valid points), think
+    (an MLP), and every point reads them back: global attention at ``O(N x latents)``."""
+
+    def __init__(self, width: int, latents: int, heads: int):
+        super().__init__()
+        self.latents = nn.Parameter(torch.randn(latents, width) * 0.02)
+        self.norm_points = nn.LayerNorm(width)
+        self.norm_latents = nn.LayerNorm(width)
+        self.read = nn.MultiheadAttention(width, heads, batch_first=True)
+        self.think = nn.Sequential(nn.LayerNorm(width), nn.Linear(width, 2 * width), nn.SiLU(),
+                                   nn.Linear(2 * width, width))
+        self.write = nn.MultiheadAttention(width, heads, batch_first=True)
+
+    def forward(self, h: Tensor, mask: Tensor, temb: Tensor) -> Tensor:
+        pad = mask <= 0
+        pad = pad & ~pad.all(1, keepdim=True)  # an all-padding cloud attends to its (zeroed) points
+        hp = self.norm_points(h)
+        lat = self.latents[None] + temb[:, None]
+        q = self.norm_latents(lat)
+        lat = lat + self.read(q, hp, hp, key_padding_mask=pad, need_weights=False)[0]
+        lat = lat + self.think(lat)
+        return self.write(hp, lat, lat, need_weights=False)[0]
+
+
 class PointTransformerBlock(nn.Module):
-    """Noise conditioning, global context, grouped vector attention over k-NN, point-wise MLP.
+    """Noise-modulated grouped vector attention over k-NN, global context, point-wise MLP.
 
     The attention weights are per group of ``width // groups`` channels (PTv2's grouped vector
     attention; ``groups = width`` is the paper's per-channel form): on CPUs the per-neighbour
     tensors dominate the cost, and this keeps the widest of them to one ``(B, N, k, width)``.
     """
 
-    def __init__(self, width: int, groups: int = 8, hidden: int = 16):
+    def __init__(self, width: int, groups: int = 8, hidden: int = 16, latents: int = 0, heads: int = 4):
         super().__init__()
         if width % groups:
             raise ValueError(f"model.width ({width}) must be a multiple of model.groups ({groups})")
         self.groups, self.hidden = groups, hidden
-        self.noise = nn.Linear(width, width)
-        self.context = nn.Linear(width, width)
-        self.norm1 = nn.LayerNorm(width)
+        # adaptive layer norm: scale and shift of both norms from the noise level, identity at init
+        self.modulation = nn.Linear(width, 4 * width)
+        nn.init.zeros_(self.modulation.weight)
+        nn.init.zeros_(self.modulation.bias)
+        self.norm1 = nn.LayerNorm(width, elementwise_affine=False)
         # queries and keys at a narrow width: only their per-neighbour difference is formed
         self.qkv = nn.Linear(width, 2 * hidden + width)
         self.pos = nn.Sequential(nn.Linear(3, hidden), nn.SiLU())
@@ -97,14 +143,17 @@ class PointTransformerBlock(nn.Module):
         self.pos_value = nn.Linear(hidden, width)  # theta added to the values
         self.gamma = nn.Sequential(nn.SiLU(), nn.Linear(hidden, groups))
         self.proj = nn.Linear(width, width)
-        self.norm2 = nn.LayerNorm(width)
+        # the global context: max and mean pooling of a projection, through an MLP, to every point
+        self.pool_norm = nn.LayerNorm(width)
+        self.pool_in = nn.Linear(width, width)
+        self.pool_out = nn.Sequential(nn.Linear(2 * width, width), nn.SiLU(), nn.Linear(width, width))
+        self.latent = LatentAttention(width, latents, heads) if latents > 0 else None
+        self.norm2 = nn.LayerNorm(width, elementwise_affine=False)
         self.mlp = nn.Sequential(nn.Linear(width, 2 * width), nn.SiLU(), nn.Linear(2 * width, width))
 
-    def forward(self, h: Tensor, rel: Tensor, idx: Tensor, nb_valid: Tensor, temb: Tensor,
-                mask: Tensor) -> Tensor:
-        h = h + self.noise(temb)[:, None]
-        h = h + self.context(_masked_mean(h, mask))[:, None]
-        q, k, v = self.qkv(self.norm1(h)).split([self.hidden, self.hidden, h.shape[-1]], dim=-1)
+    def attend(self, h: Tensor, rel: Tensor, idx: Tensor, nb_valid: Tensor) -> Tensor:
+        """The vector self-attention over each point's neighbourhood (the module docstring)."""
+        q, k, v = self.qkv(h).split([self.hidden, self.hidden, h.shape[-1]], dim=-1)
         r = self.pos(rel)  # (B, N, k, hidden)
         logits = self.gamma(q[:, :, None] - gather_neighbours(k, idx) + self.pos_key(r))
         logits = logits.masked_fill(nb_valid[..., None] <= 0, -1e4)
@@ -112,21 +161,31 @@ class PointTransformerBlock(nn.Module):
         values = gather_neighbours(v, idx) + self.pos_value(r)
         b, n, kk, c = values.shape
         y = (weights[..., None] * values.view(b, n, kk, self.groups, c // self.groups)).sum(2)
-        h = h + self.proj(y.reshape(b, n, c))
-        return h + self.mlp(self.norm2(h))
+        return self.proj(y.reshape(b, n, c))
+
+    def forward(self, h: Tensor, rel: Tensor, idx: Tensor, nb_valid: Tensor, temb: Tensor,
+                mask: Tensor) -> Tensor:
+        scale1, shift1, scale2, shift2 = self.modulation(temb)[:, None].chunk(4, dim=-1)
+        h = h + self.attend(self.norm1(h) * (1 + scale1) + shift1, rel, idx, nb_valid)
+        z = self.pool_in(self.pool_norm(h))
+        h = h + self.pool_out(torch.cat([_masked_max(z, mask), _masked_mean(z, mask)], dim=-1))[:, None]
+        if self.latent is not None:
+            h = h + self.latent(h, mask, temb)
+        return h + self.mlp(self.norm2(h) * (1 + scale2) + shift2)
 
 
 class PointTransformer(nn.Module):
     """The denoiser network: ``forward(x (B, N, 3), c_noise (B,), valid=(B, N)) -> (B, N, 3)``."""
 
     def __init__(self, width: int = 64, blocks: int = 3, k: int = 16, knn_chunk: int = 1024,
-                 groups: int = 8):
+                 groups: int = 8, latents: int = 0, heads: int = 4):
         super().__init__()
         self.k, self.knn_chunk = int(k), int(knn_chunk)
         self.embed = nn.Sequential(nn.Linear(3, width), nn.SiLU(), nn.Linear(width, width))
-        self.noise = nn.Sequential(FourierNoise(width), nn.Linear(width, width), nn.SiLU(),
+        self.noise = nn.Sequential(NoiseEmbedding(width), nn.Linear(width, width), nn.SiLU(),
                                    nn.Linear(width, width))
-        self.blocks = nn.ModuleList(PointTransformerBlock(width, groups) for _ in range(blocks))
+        self.blocks = nn.ModuleList(PointTransformerBlock(width, groups, latents=latents, heads=heads)
+                                    for _ in range(blocks))
         self.norm = nn.LayerNorm(width)
         self.out = nn.Linear(width, 3)
         nn.init.zeros_(self.out.weight)
@@ -150,7 +209,11 @@ def build_network(config: Mapping[str, Any]) -> PointTransformer:
     from polydiff_points.defaults import DEFAULT_CONFIG
 
     m = {**DEFAULT_CONFIG["model"], **(config.get("model") or {})}
-    if int(m["groups"]) < 1 or int(m["width"]) % int(m["groups"]):
-        # a config value, checked before any run folder is made: one line, not a traceback
+    width, groups, heads = int(m["width"]), int(m["groups"]), int(m["heads"])
+    # config values, checked before any run folder is made: one line, not a traceback
+    if groups < 1 or width % groups:
         raise UserError(f"model.groups = {m['groups']}: must divide model.width = {m['width']}")
-    return PointTransformer(int(m["width"]), int(m["blocks"]), int(m["k"]), int(m["knn_chunk"]), int(m["groups"]))
+    if int(m["latents"]) > 0 and (heads < 1 or width % heads):
+        raise UserError(f"model.heads = {m['heads']}: must divide model.width = {m['width']}")
+    return PointTransformer(width, int(m["blocks"]), int(m["k"]), int(m["knn_chunk"]), groups,
+                            int(m["latents"]), heads)

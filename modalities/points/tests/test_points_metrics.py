@@ -7,8 +7,9 @@ from polydiff_points.metrics import (
     chamfer_matrix,
     chamfer_pair,
     cov_mmd,
+    emd_approx,
     emd_exact,
-    emd_sinkhorn,
+    emd_matrix,
     jsd,
     one_nn_accuracy,
     pointflow_metrics,
@@ -36,13 +37,33 @@ def test_emd_exact_by_hand():
         emd_exact(x, y2[:1])
 
 
-def test_sinkhorn_agrees_with_the_exact_emd():
+def test_chamfer_matrix_agrees_with_brute_force():
+    g = torch.Generator().manual_seed(5)
+    a, b = torch.randn(3, 50, 3, generator=g), torch.randn(4, 60, 3, generator=g)
+    brute = torch.tensor([[float(chamfer_pair(x[None], y[None])) for y in b] for x in a], dtype=torch.float64)
+    torch.testing.assert_close(chamfer_matrix(a, b), brute, rtol=1e-5, atol=1e-7)
+    self_brute = torch.tensor([[float(chamfer_pair(x[None], y[None])) for y in a] for x in a], dtype=torch.float64)
+    m = chamfer_matrix(a)
+    # float32 cdist leaves ~1e-7 on the diagonal; the k-d trees' float64 distances are exact
+    assert torch.equal(m.diagonal(), torch.zeros(3, dtype=m.dtype))
+    torch.testing.assert_close(m, self_brute, rtol=1e-5, atol=1e-6)
+
+
+def test_approximate_emd_agrees_with_the_exact_emd():
     g = torch.Generator().manual_seed(0)
-    a, b = torch.randn(4, 40, 3, generator=g), torch.randn(4, 40, 3, generator=g) + 0.3
+    a, b = torch.randn(4, 300, 3, generator=g), torch.randn(4, 300, 3, generator=g)
+    b[2:] = b[2:] * torch.tensor([2.0, 0.3, 0.3]) + 1.0  # dissimilar shapes: long-range pairs
     exact = torch.tensor([emd_exact(x, y) for x, y in zip(a, b, strict=True)])
-    approx = emd_sinkhorn(a, b).float()
-    # the rounded plan is feasible: never below the optimum, and within a few per cent of it
-    assert bool((approx >= exact - 1e-5).all()) and bool((approx <= exact * 1.04).all()), (approx, exact)
+    approx = torch.tensor([emd_approx(x, y) for x, y in zip(a, b, strict=True)])
+    # a feasible matching: never below the optimum, and within a few per cent of it
+    assert bool((approx >= exact - 1e-9).all()) and bool((approx <= exact * 1.05).all()), (approx, exact)
+    # with every pair a candidate the sparse assignment is the exact one
+    assert emd_approx(a[0], b[0], k=300) == pytest.approx(emd_exact(a[0], b[0]), rel=1e-9)
+    # the matrix: its halves computed once, the same values
+    m = emd_matrix(a[:3], None, exact=False)
+    assert float(m[0, 2]) == pytest.approx(emd_approx(a[0], a[2])) and torch.equal(m, m.t())
+    with pytest.raises(ValueError, match="equal size"):
+        emd_approx(a[0], b[0, :10])
 
 
 def test_cov_mmd_by_hand():

@@ -6,8 +6,10 @@ from polydiff_points.network import PointTransformer, knn
 
 def _net():
     torch.manual_seed(0)
-    net = PointTransformer(width=16, blocks=2, k=6, knn_chunk=7, groups=4)
-    for p in net.out.parameters():  # the zero-initialised output layer would make every test pass
+    net = PointTransformer(width=16, blocks=2, k=6, knn_chunk=7, groups=4, latents=3, heads=2)
+    # zero-initialised layers (the output, the noise modulation) would make every test pass
+    zeroed = [net.out, *(b.modulation for b in net.blocks)]
+    for p in (p for m in zeroed for p in m.parameters()):
         torch.nn.init.normal_(p, std=0.5)
     return net.eval()
 
