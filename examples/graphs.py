@@ -38,12 +38,13 @@ def main() -> None:
     denoiser = build_denoiser(graphs, config)
     denoiser.load_state_dict(load_weights(result.checkpoint)[1])
     denoiser.eval()
-    steps = 4 if args.quick else 40
+    # the default sampler (ancestral DDPM, 100 steps; see polydiff_graphs.defaults)
+    sampler, steps = config["sample"]["sampler"], 4 if args.quick else int(config["sample"]["steps"])
     test = graphs.build_dataset("community-small", config, "test")
     train_set = graphs.build_dataset("community-small", config, "train")
 
     # 1) node counts drawn from the training set, as many graphs as the test split holds
-    x, layout, nfe = generate(graphs, config, denoiser, n=len(test), sampler="heun", steps=steps,
+    x, layout, nfe = generate(graphs, config, denoiser, n=len(test), sampler=sampler, steps=steps,
                               dataset=train_set)
     paths = graphs.write_samples(x, args.out / "samples" / "data-sizes", mask=layout.mask)
     print(f"{len(test)} graphs ({nfe} network calls): {paths[0]}")
@@ -57,7 +58,7 @@ def main() -> None:
     print(f"  unique {scores['unique']:.2f}, novel {scores['novel']:.2f}")
 
     # 2) a fixed node count: what `--cond nodes=16` does on the command line
-    x, layout, _ = generate(graphs, config, denoiser, n=8, sampler="heun", steps=steps,
+    x, layout, _ = generate(graphs, config, denoiser, n=8, sampler=sampler, steps=steps,
                             cond={"nodes": torch.full((8,), 16)})
     paths = graphs.write_samples(x, args.out / "samples" / "nodes-16", mask=layout.mask)
     print(f"8 graphs of 16 nodes: {paths[0]}")

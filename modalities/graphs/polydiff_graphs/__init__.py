@@ -33,7 +33,7 @@ class GraphsModality(Modality):
     )
     builtin_datasets: ClassVar[tuple[str, ...]] = BUILTINS
     # the node count of each graph: it shapes the layout's mask (see read_condition); the network
-    # accepts it and ignores it (the mask is in its input)
+    # takes its node mask (padding is at the end) and, optionally, a size embedding from it
     conditions: ClassVar[tuple[str, ...]] = ("nodes",)
 
     def default_config(self) -> dict[str, dict[str, Any]]:

@@ -292,13 +292,25 @@ def _user_graphs(source: str, attributes: Sequence[str], split: str) -> list[Gra
 
 
 def build_dataset(source: str | Path, config: Mapping[str, Any], split: str) -> GraphSet:
+    """``split``: ``"train"``, ``"test"``, or ``"validation"`` -- the last ``data.validation``
+    graphs of the training split, which ``"train"`` then leaves out (settings are chosen on them,
+    never on the test split)."""
     data = config.get("data") or {}
     attributes = list(data.get("node_attributes") or [])
+    held = int(data.get("validation", 0) or 0)
     source = str(source)
+    base_split = "train" if split == "validation" else split
     if source in BUILTINS:
-        graphs = builtin_graphs(source, int(data.get("seed", 0)))
-        picked = [graphs[i] for i in split_indices(source, len(graphs), split)]
         if attributes:
             raise DataError(f"{source}: built-in graphs have no node attributes (data.node_attributes = {attributes})")
-        return GraphSet(picked, 1, source)
-    return GraphSet(_user_graphs(source, attributes, split), 1 + len(attributes), source)
+        graphs = builtin_graphs(source, int(data.get("seed", 0)))
+        picked = [graphs[i] for i in split_indices(source, len(graphs), base_split)]
+    else:
+        picked = _user_graphs(source, attributes, base_split)
+    if held and base_split == "train":
+        if not 0 < held < len(picked):
+            raise DataError(f"{source}: data.validation = {held} must leave training graphs (the training split has {len(picked)})")
+        picked = picked[-held:] if split == "validation" else picked[:-held]
+    elif split == "validation":
+        raise DataError(f"{source}: the validation split needs data.validation > 0")
+    return GraphSet(picked, 1 + len(attributes), source)

@@ -5,8 +5,17 @@ graph multi-head attention whose scores are biased by the pair features, pair fe
 from their two nodes, all modulated by the noise level. Every operation acts per node, per pair,
 or as a masked sum over nodes, so permuting the nodes of the input permutes the output alike.
 
-The node mask is read from the input: the core keeps padded entries exactly 0, while node channel
-0 ("the node exists") of a valid node is nonzero at every noise level, almost surely.
+The node mask: graphs are padded at the end, so the ``nodes`` condition (each graph's node count,
+which the core passes in training and sampling) gives it exactly. Without it the mask is read from
+the input: the core keeps padded entries exactly 0, while node channel 0 ("the node exists") of a
+valid node is nonzero at every noise level, almost surely.
+
+Input features (``features``): ``"raw"`` takes powers of the noisy adjacency itself; ``"soft"``
+first maps it to the posterior edge probability of an entry seen alone under a flat prior --
+``(1 + tanh(A_ij a / tau^2)) / 2`` for an entry ``+-a`` (``a = ADJ_SCALE``) under noise of variance
+``tau^2 = sigma^2 / 2`` -- a soft {0, 1} adjacency whose powers count walks (common neighbours,
+triangles) as the clustering and orbit statistics do, and stay bounded at every noise level. It
+needs sigma, which it recovers from ``c_noise = ln(sigma) / 4`` (the EDM and VE SDEs).
 """
 
 from __future__ import annotations
@@ -88,16 +97,27 @@ class GraphAttentionLayer(nn.Module):
 class GraphScoreNet(nn.Module):
     """``forward(x_in, c_noise, nodes=None) -> {"nodes": (B, N, F), "adjacency": (B, N, N)}``.
 
-    ``nodes`` (the node-count condition) is accepted and ignored: the mask comes from the input.
+    ``nodes``: ``(B,)`` node counts (padding at the end); None: the mask is read from the input.
     """
 
     def __init__(self, node_features: int = 1, hidden: int = 64, edge_hidden: int = 32,
-                 layers: int = 4, heads: int = 4, powers: int = 3):
+                 layers: int = 4, heads: int = 4, powers: int = 3, features: str = "raw",
+                 sigma_data: float = 1.0, size_embedding: bool = False):
         super().__init__()
+        if features not in ("raw", "soft"):
+            raise ValueError(f"model.features must be 'raw' or 'soft', got {features!r}")
         self.powers = int(powers)
+        self.features = features
+        self.sigma_data = float(sigma_data)
+        soft = features == "soft"
         self.embed = NoiseEmbedding(hidden)
-        self.node_in = nn.Linear(node_features + self.powers, hidden)
-        self.edge_in = nn.Linear(self.powers + 1, edge_hidden)
+        # the node count as a global input (as DiGress's y): which structure a graph of this size
+        # takes is a property of the whole graph that masked attention averages away
+        self.size_embed = nn.Sequential(nn.Linear(2, hidden), nn.SiLU(), nn.Linear(hidden, hidden)) if size_embedding else None
+        # node inputs: features, degree, closed walks of length 2..powers (+ the raw degree if soft)
+        self.node_in = nn.Linear(node_features + self.powers + int(soft), hidden)
+        # pair inputs: the powers, the pair mask (+ the raw noisy entry if soft)
+        self.edge_in = nn.Linear(self.powers + 1 + int(soft), edge_hidden)
         self.layers = nn.ModuleList(GraphAttentionLayer(hidden, edge_hidden, heads) for _ in range(layers))
         self.edge_out = nn.Sequential(nn.LayerNorm(edge_hidden), nn.Linear(edge_hidden, edge_hidden), nn.SiLU(),
                                       nn.Linear(edge_hidden, 1))
@@ -105,28 +125,47 @@ class GraphScoreNet(nn.Module):
         nn.init.zeros_(self.edge_out[-1].weight)
         nn.init.zeros_(self.node_out[-1].weight)
 
+    def soft_adjacency(self, adj_in: Tensor, c_noise: Tensor) -> Tensor:
+        """The posterior edge probability of each entry alone (module docstring), in [0, 1]."""
+        from polydiff_graphs.defaults import ADJ_SCALE
+
+        sigma = torch.exp(4 * c_noise.to(adj_in.dtype)).clamp(1e-4, 1e4)[:, None, None]
+        x = adj_in * torch.sqrt(sigma**2 + self.sigma_data**2)  # undo c_in
+        return 0.5 * (1 + torch.tanh(x * ADJ_SCALE / (0.5 * sigma**2)))
+
     def forward(self, x: Mapping[str, Tensor], c_noise: Tensor, nodes: Tensor | None = None) -> dict[str, Tensor]:
         feats, adj = x["nodes"], x["adjacency"]
-        m = node_mask_from_input(x)
+        if nodes is not None:
+            idx = torch.arange(adj.shape[-1], device=adj.device)
+            m = (idx[None] < nodes.reshape(-1, 1).to(adj.device)).to(feats.dtype)
+        else:
+            m = node_mask_from_input(x)
         pm = m[:, :, None] * m[:, None, :]
+        eye = torch.eye(adj.shape[-1], dtype=torch.bool, device=adj.device)
         count = m.sum(1).clamp_min(1)[:, None, None]
-        # powers of the noisy adjacency, divided by the node count so walks stay O(1)
-        mats, p = [adj], adj
+        base = adj
+        if self.features == "soft":
+            base = self.soft_adjacency(adj, c_noise).masked_fill(eye, 0.0) * pm
+        # powers, divided by the node count so walks stay O(1)
+        mats, p = [base], base
         for _ in range(self.powers - 1):
-            p = (p @ adj) / count
+            p = (p @ base) / count
             mats.append(p)
-        e = torch.stack(mats + [pm], -1)
-        diag = torch.stack([torch.diagonal(a, dim1=-2, dim2=-1) for a in mats[1:]], -1) if self.powers > 1 else None
-        deg = adj.sum(-1, keepdim=True) / count
-        node_extra = deg if diag is None else torch.cat([deg, diag], -1)
-        h = self.node_in(torch.cat([feats, node_extra], -1)) * m[..., None]
+        e = torch.stack(mats + [pm] + ([adj] if self.features == "soft" else []), -1)
+        diag = [torch.diagonal(a, dim1=-2, dim2=-1) for a in mats[1:]]
+        node_extra = [base.sum(-1) / count[..., 0]] + diag
+        if self.features == "soft":
+            node_extra.append(adj.sum(-1) / count[..., 0])
+        h = self.node_in(torch.cat([feats, torch.stack(node_extra, -1)], -1)) * m[..., None]
         e = self.edge_in(e) * pm[..., None]
         t = self.embed(c_noise)
+        if self.size_embed is not None:
+            k = count[:, 0]  # (B, 1)
+            t = t + self.size_embed(torch.cat([k.log(), k / 32], -1).to(t.dtype))
         for layer in self.layers:
             h, e = layer(h, e, t, m, pm)
         out = self.edge_out(e).squeeze(-1)
         out = 0.5 * (out + out.transpose(-1, -2))
-        eye = torch.eye(out.shape[-1], dtype=torch.bool, device=out.device)
         out = out.masked_fill(eye, 0.0) * pm
         return {"nodes": self.node_out(h) * m[..., None], "adjacency": out}
 
@@ -143,4 +182,7 @@ def build_network(config: Mapping[str, Any]) -> GraphScoreNet:
         layers=int(model["layers"]),
         heads=int(model["heads"]),
         powers=int(model["powers"]),
+        features=str(model.get("features", "raw")),
+        sigma_data=float((config.get("param") or {}).get("sigma_data", 1.0)),
+        size_embedding=bool(model.get("size_embedding", False)),
     )

@@ -84,3 +84,18 @@ def test_writer_round_trips_graphml(tmp_path):
     assert g0.number_of_nodes() == 4 and g0.number_of_edges() == 2
     assert g1.number_of_nodes() == 3 and g1.number_of_edges() == 0
     json.dumps([str(p) for p in paths])
+
+
+def test_presets_resolve_to_valid_configurations():
+    from pathlib import Path
+
+    import polydiff_graphs
+
+    from polydiff.config import resolve
+
+    presets = sorted((Path(polydiff_graphs.__file__).parent / "presets").glob("*.toml"))
+    assert {p.stem for p in presets} >= {"community-small", "grid", "planar", "sbm"}
+    for path in presets:
+        cfg = resolve(polydiff_graphs.modality, config_file=path)
+        assert cfg["model"]["features"] == "soft" and cfg["model"]["size_embedding"] is True
+        assert cfg["data"]["dataset"] == path.stem

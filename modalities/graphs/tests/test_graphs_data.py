@@ -188,3 +188,17 @@ def test_reference_json_split(tmp_path):
     test = modality.build_dataset(str(tmp_path / "ref.json"), _cfg(), "test")
     train = modality.build_dataset(str(tmp_path / "ref.json"), _cfg(), "train")
     assert test.node_counts() == [2, 3] and train.node_counts() == [4, 5, 6]
+
+
+def test_validation_split_is_carved_from_the_training_graphs(tmp_path):
+    doc = {"test_count": 2, "graphs": [{"num_nodes": k, "edges": [[0, 1]]} for k in (2, 3, 4, 5, 6, 7)]}
+    (tmp_path / "ref.json").write_text(json.dumps(doc))
+    cfg = resolve(modality, overrides={"data": {"validation": 1}})
+    src = str(tmp_path / "ref.json")
+    assert modality.build_dataset(src, cfg, "train").node_counts() == [4, 5, 6]
+    assert modality.build_dataset(src, cfg, "validation").node_counts() == [7]
+    assert modality.build_dataset(src, cfg, "test").node_counts() == [2, 3]
+    with pytest.raises(DataError, match="data.validation"):
+        modality.build_dataset(src, _cfg(), "validation")
+    with pytest.raises(DataError, match="must leave training graphs"):
+        modality.build_dataset(src, resolve(modality, overrides={"data": {"validation": 4}}), "train")

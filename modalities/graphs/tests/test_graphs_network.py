@@ -74,3 +74,40 @@ def test_noise_is_symmetric_hollow_with_half_variance():
     dims = space.dims(batch.x, batch.mask)
     sizes = batch.mask["nodes"].sum(1)
     torch.testing.assert_close(dims, sizes * (sizes - 1) / 2 + sizes)  # pairs + one feature per node
+
+
+def test_soft_features_with_size_embedding_are_equivariant_and_use_the_node_counts():
+    torch.manual_seed(0)
+    net = GraphScoreNet(hidden=16, edge_hidden=8, layers=2, heads=2, features="soft", size_embedding=True).double()
+    for p in net.parameters():
+        torch.nn.init.normal_(p, std=0.3)
+    batch = _batch()
+    x = {k: v.double() for k, v in _noisy(batch).items()}
+    c = torch.tensor([0.1, -0.3, 0.5], dtype=torch.float64)
+    counts = batch.mask["nodes"].sum(1).long()
+    out = net(x, c, nodes=counts)
+    # the counts give the same mask the input's zeros do
+    torch.testing.assert_close(out["adjacency"], net(x, c)["adjacency"])
+    n = int(counts[0])
+    perm = torch.arange(x["nodes"].shape[1])
+    perm[:n] = torch.randperm(n, generator=torch.Generator().manual_seed(1))
+    xp = {"nodes": x["nodes"][:, perm], "adjacency": x["adjacency"][:, perm][:, :, perm]}
+    outp = net(xp, c, nodes=counts)
+    assert out["adjacency"].abs().max() > 1e-3
+    torch.testing.assert_close(outp["adjacency"][0], out["adjacency"][0][perm][:, perm])
+    torch.testing.assert_close(outp["nodes"][0], out["nodes"][0][perm])
+
+
+def test_soft_adjacency_is_the_posterior_edge_probability():
+    from polydiff_graphs.defaults import ADJ_SCALE
+
+    net = GraphScoreNet(features="soft", sigma_data=1.0).double()
+    sigma = torch.tensor([0.5, 2.0], dtype=torch.float64)
+    raw = torch.tensor([[[0.0, 0.3], [0.3, 0.0]], [[0.0, -1.1], [-1.1, 0.0]]], dtype=torch.float64)
+    x_in = raw / torch.sqrt(sigma**2 + 1)[:, None, None]
+    p = net.soft_adjacency(x_in, sigma.log() / 4)
+    # two hypotheses +-a with Gaussian noise of variance sigma^2 / 2 each: Bayes by hand
+    a, var = ADJ_SCALE, (sigma**2 / 2)[:, None, None]
+    like_edge = torch.exp(-((raw - a) ** 2) / (2 * var))
+    like_none = torch.exp(-((raw + a) ** 2) / (2 * var))
+    torch.testing.assert_close(p, like_edge / (like_edge + like_none))
