@@ -45,7 +45,7 @@ def test_audio_example_trains_samples_and_scores(tmp_path):
     for sampler in ("dpmpp_2m", "heun"):
         assert (out / "samples" / sampler / "sample_grid.png").exists()
         assert (out / "samples" / sampler / "sample_0007.wav").exists()
-    assert "pitch accuracy" in proc.stdout
+    assert "pitch accuracy" in proc.stdout and "classifier FID" in proc.stdout
 
 
 def test_points_example_quick_mode(tmp_path):

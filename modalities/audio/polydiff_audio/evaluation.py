@@ -16,8 +16,16 @@
 ``reference/…`` keys score a random subset of the train split of the samples' size in the same
 way: the floor a perfect generator would reach with this many samples.
 
-Not done yet: the reference classifier of issue 11 (classifier FID, IS, modified IS, AM score,
-NDB/K); see the plugin README.
+``polydiff evaluate RUN`` also reports, under ``classifier``, DiffWave's unconditional table
+(:mod:`polydiff_audio.field_metrics`: ``fid``, ``is``, ``mis``, ``am``, ``ndb_k``) in the features
+and class probabilities of the shipped ``notes`` classifier (:mod:`polydiff_audio.classifier`), or
+of ``--features`` when given (``is``/``mis``/``am`` only when it returns probabilities too). The
+reference is the run's *train* split, as in DiffWave's table; ``reference/…`` is the *test* set's
+own row (for ``notes``, as many test clips as samples, at least the test split: the floor at the
+same sample size) and ``train_set/…`` the train set's own row (``fid`` and ``ndb_k`` 0 by
+construction). With a class-conditional run, ``class_accuracy`` is the share of samples the
+classifier assigns the requested class. For a folder without ``--features`` the table holds only
+a note.
 """
 
 from __future__ import annotations
@@ -30,14 +38,14 @@ from torch import Tensor
 
 from polydiff import metrics as M
 from polydiff.config import data_source
-from polydiff_audio.audio_io import data_config, log_mel
+from polydiff_audio.audio_io import clip_length, data_config, log_mel
 from polydiff_audio.data import AudioDataset
 from polydiff_audio.defaults import DEFAULT_CONFIG
 from polydiff_audio.notes import midi_to_hz
 from polydiff_audio.pitch import estimate_f0, pitch_scores
 from polydiff_audio.spectral import log_mel_l1, mel_cepstral_distortion, mr_stft_distance
 
-__all__ = ["mel_statistics", "metrics_for_modality", "score_audio"]
+__all__ = ["classifier_table", "mel_statistics", "metrics_for_modality", "score_audio"]
 
 PR_K = 3
 
@@ -140,6 +148,81 @@ def _vocoding(x: Tensor, mel: Tensor, data: Mapping[str, Any], pools: list[Audio
     return out
 
 
+#: most test clips the notes test row generates (the floor at the samples' size)
+MAX_TEST_ROW = 2000
+
+
+def _predictor(extractor: Any):
+    """``clips -> (features, probabilities or None)`` for a user's ``--features`` extractor."""
+
+    def predict(x: Tensor) -> tuple[Tensor, Tensor | None]:
+        feats, probs = [], []
+        with torch.no_grad():
+            for chunk in x.split(256):
+                out = extractor(chunk)
+                f, p = out if isinstance(out, (tuple, list)) else (out, None)
+                feats.append(torch.as_tensor(f).float().flatten(1))
+                if p is not None:
+                    probs.append(torch.as_tensor(p).double())
+        return torch.cat(feats), torch.cat(probs) if probs else None
+
+    return predict
+
+
+def classifier_table(
+    samples: Tensor, config: Mapping[str, Any], *, train: AudioDataset, test: AudioDataset,
+    labels: Tensor | None = None, extractor: Any = None, extractor_name: str = "",
+) -> dict[str, float | int | str]:
+    """DiffWave's table for ``(B, C, T)`` samples; see the module docstring."""
+    from polydiff.errors import UserError
+    from polydiff_audio.classifier import classifier_problem, load_notes_classifier
+    from polydiff_audio.field_metrics import NDBBins, field_scores
+
+    data = data_config(config)
+    source = data_source(data)
+    x = torch.as_tensor(samples).detach().float().cpu().clamp(-1.0, 1.0)
+    rate = int(data["sample_rate"])
+    out: dict[str, float | int | str] = {}
+    if extractor is not None:
+        predict = _predictor(extractor)
+        out["features"] = extractor_name or "user features"
+    else:
+        problem = classifier_problem(data, source)
+        if problem:
+            return {"features": "none", "note": f"{problem}; name a feature extractor with --features"}
+        try:
+            clf = load_notes_classifier()
+        except (OSError, ValueError) as exc:
+            raise UserError(str(exc)) from None
+
+        def predict(clips: Tensor) -> tuple[Tensor, Tensor | None]:
+            return clf.predict(clips, rate)
+
+        out["features"] = "notes-classifier"
+    train_x, _ = _stack(train)
+    if str(source) == "notes" and len(x) > len(test):
+        from polydiff_audio.data import _notes_cached
+
+        size = min(len(x), MAX_TEST_ROW)
+        pitches = tuple(float(v) for v in data["pitches"])
+        test_x = _notes_cached("test", size, pitches, rate, clip_length(data))[0][:, None]
+    else:
+        test_x, _ = _stack(test)
+    f_train, p_train = predict(train_x)
+    bins = NDBBins(f_train)
+    f, p = predict(x)
+    out.update(field_scores(f, p, f_train, p_train, bins))
+    if p is not None and labels is not None:
+        want = torch.as_tensor(labels).long().reshape(-1)
+        if len(want) == len(p):
+            out["class_accuracy"] = float((p.argmax(1) == want).double().mean())
+    f_test, p_test = predict(test_x)
+    out.update({M.REFERENCE_PREFIX + k: v for k, v in field_scores(f_test, p_test, f_train, p_train, bins).items()})
+    out.update({"train_set/" + k: v for k, v in field_scores(f_train, p_train, f_train, p_train, bins).items()})
+    out.update({"n_samples": len(x), "n_train": len(train_x), "n_test": len(test_x), "ndb_bins": bins.k})
+    return out
+
+
 def metrics_for_modality(modality: Any) -> dict[str, Any]:
     """``{"quality": fn}`` for :meth:`AudioModality.metrics`."""
 
@@ -165,4 +248,23 @@ def metrics_for_modality(modality: Any) -> dict[str, Any]:
             extractor_name=str(spec or ""), train=train, test=test,
         )
 
-    return {"quality": quality}
+    def classifier(samples: Any, config: Mapping[str, Any], *, cond: Any = None) -> dict[str, Any]:
+        cfg = dict(config)
+        cfg["data"] = {**DEFAULT_CONFIG["data"], **(config.get("data") or {})}
+        source = data_source(cfg["data"])
+        spec = (config.get("eval") or {}).get("features")
+        extractor = (config.get("eval") or {}).get("extractor")
+        if spec and extractor is None:
+            from polydiff.metrics import load_feature_extractor
+
+            extractor = load_feature_extractor(str(spec))
+        from polydiff_audio import resolve_num_classes
+
+        labels = (cond or {}).get("label") if resolve_num_classes(cfg) > 0 else None
+        return classifier_table(
+            samples, cfg, train=modality.build_dataset(source, cfg, "train"),
+            test=modality.build_dataset(source, cfg, "test"), labels=labels, extractor=extractor,
+            extractor_name=str(spec or ""),
+        )
+
+    return {"quality": quality, "classifier": classifier}

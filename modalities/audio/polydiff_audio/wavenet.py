@@ -8,6 +8,14 @@ output (summed over layers, scaled by 1/√L). Unlike DiffWave's integer step em
 level enters continuously (the core's ``c_noise``) through log-spaced Fourier features, so any
 sampler and step count work without retraining. A class label adds its embedding to the
 noise-level embedding (index ``num_classes`` is the null class of classifier-free guidance).
+
+The parameters are DiffWave's, one module per layer as the paper draws them (the same count as the
+``diffwave`` package's model at the same configuration), but :meth:`WaveNet.forward` evaluates them
+in an order that makes fewer passes over ``(B, C, T)`` tensors on a CPU: 1×1 convolutions as
+batched products that accumulate the residual update, the skip sum and the mel conditioner in the
+product itself, biases that are constant over time folded into per-channel vectors, and the last
+layer's residual half (computed and discarded by DiffWave) skipped. The tests check it against
+the literal form, outputs and gradients.
 """
 
 from __future__ import annotations
@@ -108,26 +116,55 @@ class WaveNet(nn.Module):
         return self.upsample(mel.to(like.dtype))[..., :length]
 
     def forward(self, x_in: Tensor, c_noise: Tensor, label: Tensor | None = None, mel: Tensor | None = None) -> Tensor:
+        # The arithmetic of DiffWave's residual stack, rearranged so that a CPU step makes fewer
+        # passes over (B, C, T) tensors (``test_audio_wavenet.py`` checks it against the literal form,
+        # to rounding):
+        # - the 1x1 convolutions are batched matrix products; the residual update
+        #   (h + W_r g + b_r) / sqrt 2 and the skip sum  sum_i (W_s,i g_i + b_s,i) accumulate in the
+        #   product itself (baddbmm's beta/alpha) instead of in separate add and scale passes;
+        # - the biases b_r, b_s are constant over time: h is kept without them (``offset`` holds
+        #   what they add up to, entering with the next layer's noise projection) and sum_i b_s,i
+        #   joins the skip projection's bias;
+        # - the mel projection accumulates into the dilated convolution's output in the product,
+        #   its bias joins the dilated convolution's;
+        # - the last layer's residual half, which DiffWave computes and discards, is not computed.
         b, _, t = x_in.shape
+        c, layers = self.residual_channels, self.layers
         emb = self.embed(_fourier(c_noise, self.embedding_dim).to(x_in.dtype))
         if self.label is not None and label is not None:
             idx = label.long().reshape(b)
             idx = torch.where((idx < 0) | (idx >= self.num_classes), torch.full_like(idx, self.num_classes), idx)
             emb = emb + self.label(idx)
-        steps = self.step_proj(emb).view(b, self.layers, self.residual_channels, 1)
+        steps = self.step_proj(emb).view(b, layers, c)
         cond = self._conditioning(mel, b, t, x_in)
         h = F.relu(self.input(x_in))
-        skip = torch.zeros_like(h)
-        for i in range(self.layers):
-            y = self.dilated[i](h + steps[:, i])
-            if cond is not None:
-                y = y + self.mel_proj[i](cond)
+        offset = x_in.new_zeros(c)  # the true residual stream is h + offset
+        skip: Tensor | None = None
+        skip_bias = x_in.new_zeros(c)
+        scale = 1.0 / math.sqrt(2.0)
+        for i in range(layers):
+            conv = self.dilated[i]
+            bias = conv.bias if cond is None else conv.bias + self.mel_proj[i].bias
+            y = F.conv1d(h + (steps[:, i] + offset)[:, :, None], conv.weight, bias,
+                         padding=conv.padding, dilation=conv.dilation)
+            if cond is not None:  # + W_mel cond, accumulated in the product
+                w_mel = self.mel_proj[i].weight[:, :, 0]
+                y = torch.baddbmm(y, w_mel.expand(b, *w_mel.shape), cond)
             gate, filt = y.chunk(2, dim=1)
-            y = self.out_proj[i](torch.sigmoid(gate) * torch.tanh(filt))
-            residual, s = y.chunk(2, dim=1)
-            h = (h + residual) * (1.0 / math.sqrt(2.0))
-            skip = skip + s
-        out = F.relu(self.skip(skip * (1.0 / math.sqrt(self.layers))))
+            g = torch.sigmoid(gate) * torch.tanh(filt)
+            w_out, b_out = self.out_proj[i].weight[:, :, 0], self.out_proj[i].bias
+            w_skip = w_out[c:].expand(b, c, c)
+            skip = torch.matmul(w_skip, g) if skip is None else torch.baddbmm(skip, w_skip, g)
+            skip_bias = skip_bias + b_out[c:]
+            if i < layers - 1:
+                h = torch.baddbmm(h, w_out[:c].expand(b, c, c), g, beta=scale, alpha=scale)
+                offset = (offset + b_out[:c]) * scale
+        assert skip is not None
+        # relu(W_p (skip + skip_bias) / sqrt L + b_p), the bias folded through W_p
+        w_p = self.skip.weight[:, :, 0]
+        norm = 1.0 / math.sqrt(layers)
+        bias_p = self.skip.bias + (w_p @ skip_bias) * norm
+        out = F.relu(torch.baddbmm(bias_p[None, :, None], w_p.expand(b, c, c), skip, alpha=norm))
         return self.output(out)
 
 

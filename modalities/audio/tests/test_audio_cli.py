@@ -105,6 +105,9 @@ def test_evaluate_reports_pitch_and_vocoding(run):
     assert result.exit_code == 0, result.output
     for key in ("pitch_accuracy", "pitch_coverage", "kid", "cond_mel_l1", "mr_stft", "mcd"):
         assert key in result.output
+    # DiffWave's table in the shipped classifier's features, with the train set's own row
+    for key in ("notes-classifier", "fid", "mis", "am", "ndb_k", "train_set/fid"):
+        assert key in result.output
 
 
 @pytest.mark.parametrize(

@@ -59,3 +59,56 @@ def test_upsampler_stretches_by_the_hop():
         assert up(torch.rand(2, 7, 9)).shape == (2, 7, 9 * hop)
     with pytest.raises(ValueError):
         MelUpsampler(100)
+
+
+def _literal_forward(net, x_in, c_noise, label=None, mel=None):
+    """DiffWave's residual stack written out as the paper draws it (per-layer 1x1 convolutions,
+    separate residual and skip halves, the last residual computed and discarded)."""
+    import math
+
+    import torch.nn.functional as F
+    from polydiff_audio.wavenet import _fourier
+
+    b, _, t = x_in.shape
+    emb = net.embed(_fourier(c_noise, net.embedding_dim).to(x_in.dtype))
+    if net.label is not None and label is not None:
+        idx = label.long().clone()
+        idx[(idx < 0) | (idx >= net.num_classes)] = net.num_classes
+        emb = emb + net.label(idx)
+    steps = net.step_proj(emb).view(b, net.layers, net.residual_channels, 1)
+    cond = net._conditioning(mel, b, t, x_in)
+    h = F.relu(net.input(x_in))
+    skips = []
+    for i in range(net.layers):
+        y = net.dilated[i](h + steps[:, i])
+        if cond is not None:
+            y = y + net.mel_proj[i](cond)
+        gate, filt = y.chunk(2, dim=1)
+        residual, s = net.out_proj[i](torch.sigmoid(gate) * torch.tanh(filt)).chunk(2, dim=1)
+        h = (h + residual) / math.sqrt(2.0)
+        skips.append(s)
+    out = F.relu(net.skip(torch.stack(skips).sum(0) / math.sqrt(net.layers)))
+    return net.output(out)
+
+
+@pytest.mark.parametrize("mel", [False, True])
+def test_forward_equals_the_literal_diffwave_stack(mel):
+    torch.manual_seed(0)
+    net = WaveNet(residual_layers=5, residual_channels=6, dilation_cycle=3, embedding_dim=8,
+                  num_classes=3, n_mels=5 if mel else 0, hop=16).double()
+    for p in net.parameters():  # every bias and weight non-zero, so a dropped term shows
+        torch.nn.init.normal_(p, std=0.5)
+    x = torch.randn(3, 1, 100, dtype=torch.float64, requires_grad=True)
+    kw = {"label": torch.tensor([0, 2, -1]), "mel": torch.rand(3, 5, 7, dtype=torch.float64) if mel else None}
+    got = net(x, torch.tensor([0.1, -0.5, 1.0], dtype=torch.float64), **kw)
+    want = _literal_forward(net, x, torch.tensor([0.1, -0.5, 1.0], dtype=torch.float64), **kw)
+    assert torch.allclose(got, want, rtol=1e-10, atol=1e-10)
+    # and so are the gradients, of the input and of every parameter
+    g_got = torch.autograd.grad(got.square().sum(), [x, *net.parameters()], allow_unused=True)
+    g_want = torch.autograd.grad(want.square().sum(), [x, *net.parameters()], allow_unused=True)
+    for a, w in zip(g_got, g_want, strict=True):
+        if w is None or a is None:  # the last layer's residual half: no gradient in either form
+            assert (a is None or not a.abs().any()) and (w is None or not w.abs().any())
+        else:
+            assert torch.allclose(a, w, rtol=1e-9, atol=1e-10)
+
