@@ -136,7 +136,9 @@ class Trainer(TrainingLoop):
                 f"= {self.dist.world_size} × {self.grad_accum}"
             )
         self.micro_batch = self.batch_size // parts
-        self.checkpoints = CheckpointFolder(self.run_dir, int(tc.get("keep_last", KEEP_LAST)))
+        self.checkpoints = CheckpointFolder(
+            self.run_dir, int(tc.get("keep_last", KEEP_LAST)), int(tc.get("checkpoint_every", 0))
+        )
         self.checkpoint_minutes = checkpoint_minutes(tc)
         self.max_nonfinite = int(tc.get("max_nonfinite", 10))
         self.schedule = LRSchedule.from_config(tc)

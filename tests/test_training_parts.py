@@ -4,6 +4,7 @@ counters record and its reading of older training states."""
 from __future__ import annotations
 
 import itertools
+import json
 import math
 
 import pytest
@@ -54,6 +55,17 @@ def test_wall_clock_checkpoint_fires_without_waiting(tmp_path, monkeypatch):
     assert saved_steps(tmp_path / "both") == [2, 4, 6, 7]
     rows = read_metrics(tmp_path / "on" / "metrics.jsonl")
     assert [r["time"] for r in rows] == [40.0 * s for s in range(1, 7)]
+
+
+def test_wall_clock_checkpoints_do_not_push_out_step_checkpoints(tmp_path, monkeypatch):
+    """keep_last counts the checkpoint_every checkpoints; the newest (wall-clock or end-of-run)
+    and the best are kept besides. Saved here without pruning: 3, 5, 8 (clock), 10, 13 (end)."""
+    toy = ToyModality()
+    fake_clock(monkeypatch, 40.0)
+    train(toy, config(toy, steps=13, checkpoint_every=5, checkpoint_minutes=1, keep_last=2),
+          tmp_path / "run", sample_at_end=False)
+    best = json.loads((tmp_path / "run" / "checkpoints" / "best.json").read_text())["step"]
+    assert set(saved_steps(tmp_path / "run")) == {5, 10, 13, best}
 
 
 def test_wall_clock_checkpoint_resumes_exactly(tmp_path, monkeypatch):

@@ -51,10 +51,11 @@ def _step_of(stem: str) -> int:
 class CheckpointFolder:
     """``run_dir/checkpoints``: the last ``keep_last`` step checkpoints and the best one."""
 
-    def __init__(self, run_dir: Path, keep_last: int = KEEP_LAST):
+    def __init__(self, run_dir: Path, keep_last: int = KEEP_LAST, every: int = 0):
         if keep_last < 1:
             raise UserError(f"train.keep_last = {keep_last}: must be at least 1")
         self.run_dir, self.keep_last = Path(run_dir), keep_last
+        self.every = max(int(every), 0)  # train.checkpoint_every; 0: every checkpoint counts
         self.folder = self.run_dir / CHECKPOINT_DIR
 
     def write(
@@ -101,15 +102,21 @@ class CheckpointFolder:
         atomic_write_text(pointer, json.dumps(record))
 
     def prune(self, step: int, best_step: int) -> None:
-        """Keep the last ``keep_last`` checkpoints up to ``step`` and the best one; drop the rest,
-        including checkpoints past ``step`` (left by a killed run that we resumed before them)."""
+        """Keep the last ``keep_last`` scheduled checkpoints (every ``checkpoint_every`` steps) up
+        to ``step``, the newest one (what a resume reads), and the best one; drop the rest,
+        including checkpoints past ``step`` (left by a killed run that we resumed before them).
+
+        Wall-clock and end-of-run checkpoints do not count toward ``keep_last``: on a slow run
+        they come every few minutes and would push out the step checkpoints the user asked for."""
         stems = sorted(
             {p.name[: -len(WEIGHTS_SUFFIX)] for p in self.folder.glob(f"step-*{WEIGHTS_SUFFIX}")}
             | {p.name[: -len(STATE_SUFFIX)] for p in self.folder.glob(f"step-*{STATE_SUFFIX}")},
             key=_step_of,
         )
         current = [s for s in stems if _step_of(s) <= step]
-        keep = set(current[-self.keep_last :]) | {stem_of(best_step)}
+        scheduled = [s for s in current if self.every and _step_of(s) % self.every == 0]
+        counted = scheduled if self.every else current
+        keep = set(counted[-self.keep_last :]) | set(current[-1:]) | {stem_of(best_step)}
         for stem in stems:
             if stem not in keep:
                 for suffix in (WEIGHTS_SUFFIX, STATE_SUFFIX):
