@@ -580,16 +580,9 @@ def _nfe_verdict(rows: list[dict[str, Any]]) -> str:
 
 
 def write_docs(section: str) -> None:
-    from polydiff.atomic import atomic_write_text
+    from _docs import splice_section
 
-    text = DOCS.read_text()
-    if START in text and END in text:
-        head, rest = text.split(START, 1)
-        tail = rest.split(END, 1)[1]
-        text = head + section + tail
-    else:
-        text = text.rstrip("\n") + "\n\n" + section + "\n"
-    atomic_write_text(DOCS, text)
+    splice_section(START, END, section, DOCS)
 
 
 def main() -> None:

@@ -29,7 +29,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import sys
 import time
 from pathlib import Path
@@ -373,12 +372,10 @@ def write_docs(out: dict) -> None:
         "",
         END,
     ]
-    block = "\n".join(lines)
+    from _docs import splice_section
+
     path = ROOT / "docs" / "benchmarks.md"
-    text = path.read_text()
-    pattern = re.compile(re.escape(START) + r".*?" + re.escape(END), re.S)
-    text = pattern.sub(lambda _: block, text) if pattern.search(text) else text.rstrip("\n") + "\n\n" + block + "\n"
-    path.write_text(text)
+    splice_section(START, END, "\n".join(lines), path)
     make_plot(out, ROOT / "docs" / "benchmarks_fast_sampling.png")
     print(f"wrote {path}")
 

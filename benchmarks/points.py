@@ -332,16 +332,10 @@ def render(entries: dict[str, Any]) -> list[str]:
 
 
 def write_docs(entries: dict[str, Any]) -> None:
-    from polydiff.atomic import atomic_write_text
+    from _docs import splice_section
 
     path = ROOT / "docs" / "benchmarks.md"
-    text = path.read_text()
-    section = "\n".join(render(entries))
-    if START in text and END in text:
-        text = text[: text.index(START)] + section + text[text.index(END) + len(END):]
-    else:
-        text = text.rstrip("\n") + "\n\n" + section + "\n"
-    atomic_write_text(path, text)
+    splice_section(START, END, "\n".join(render(entries)), path)
     print(f"wrote {path}")
 
 

@@ -68,14 +68,13 @@ from polydiff.conditions import null_conditions
 from polydiff.errors import UserError
 from polydiff.generate import build_denoiser
 from polydiff.guidance import cfg_denoiser
+from polydiff.losses import zero_padded
 from polydiff.sde import SDE, build_sde
 from polydiff.state import (
     Mask,
     State,
     apply_mask,
     batch_size,
-    expand_mask,
-    mask_leaf,
     masked_mean_per_sample,
     randn_like_state,
     state_device,
@@ -176,7 +175,7 @@ def _weighted_error(out: State, target: State, weight: Tensor, mask: Mask) -> Te
 
     err = tree_map(sq, out, target)
     if mask is not None:
-        err = _zero_padded(err, mask)
+        err = zero_padded(err, mask)
     return masked_mean_per_sample(err, mask)
 
 
@@ -314,16 +313,6 @@ def _heun_step(teach: Any, x: State, sa: Tensor, sb: Tensor, da: State) -> State
         lambda xv, g, xe, dv: xv + _per_sample(half, xv) * (g + (xe - dv) / _per_sample(sb, xv)),
         x, slope, x_e, db,
     )
-
-
-def _zero_padded(values: State, mask: Mask) -> State:
-    def one(v: Tensor, key: str | None) -> Tensor:
-        m = expand_mask(mask_leaf(mask, key), v)
-        return v if m is None else torch.where(m > 0, v, torch.zeros_like(v))
-
-    if isinstance(values, Mapping):
-        return {k: one(v, k) for k, v in values.items()}
-    return one(values, None)
 
 
 # ---- the run ---------------------------------------------------------------------------------------

@@ -230,14 +230,14 @@ class DSMLoss:
             dt = torch.promote_types(a.dtype, torch.float32)
             return self.weight(s.to(dt)) * (d.to(dt) - a.to(dt)) ** 2
 
-        weighted = _zero_padded(tree_map(sq_err, denoised, x0, levels), mask)
+        weighted = zero_padded(tree_map(sq_err, denoised, x0, levels), mask)
         per_sample = masked_mean_per_sample(weighted, mask)
         if correction is not None:
             per_sample = per_sample * correction.to(per_sample.dtype)
         return per_sample
 
 
-def _zero_padded(values: State, mask: Mask) -> State:
+def zero_padded(values: State, mask: Mask) -> State:
     """Padded entries set to 0 (not multiplied: their weight may be infinite at level 0)."""
     if mask is None:
         return values
