@@ -126,6 +126,8 @@ def run_seed(args: argparse.Namespace, source: str, seed: int, out: Path) -> dic
 def mean_std(values: list[float]) -> str:
     if any(v != v for v in values):  # NaN: not computed (see run_seed)
         return "n/c"
+    if any(abs(v) == float("inf") for v in values):  # a ratio to a floor of exactly 0
+        return "∞"
     if len(values) == 1:
         return f"{values[0]:.3f}"
     return f"{statistics.mean(values):.3f} ± {statistics.stdev(values):.3f}"
