@@ -10,9 +10,9 @@ __all__ = ["DEFAULT_CONFIG", "VALID"]
 #: network only the state, the noise level and conditions, so a ragged batch's mask rides here)
 VALID = "valid"
 
-#: Speed: a step of the default network (batch 16, 512 points) costs about 0.6 CPU seconds of one
-#: thread, so 600 steps take about 6 CPU minutes and `polydiff train` with its end-of-run samples
-#: under 7 (docs/benchmarks.md).
+#: Speed: a step of the default network (batch 16, 512 points) costs 0.6-0.8 s of one thread, so
+#: 600 steps take 6-8 minutes (457 s measured with both cores busy) and `polydiff train` with its
+#: end-of-run samples stays under 10 (docs/benchmarks.md).
 DEFAULT_CONFIG: dict[str, dict[str, Any]] = {
     "data": {
         "dataset": "shapes",  # built-in: procedural shapes (8 classes)
