@@ -4,7 +4,7 @@ and tuned grids, and progressively distilled students at 1, 2, 4 NFE, per modali
     python benchmarks/fast_sampling.py --teacher images=RUN_DIR            # reuse a trained run
     python benchmarks/fast_sampling.py --modalities images --write          # trains what is missing
 
-For each modality (default: every installed one among images, audio, points, graphs):
+For each modality of ``--modalities`` (default: images; any of images, audio, points, graphs):
 
 1. the teacher: ``--teacher NAME=RUN`` or a run trained here with the modality's default config;
 2. the teacher with its configured sampler and steps (the default NFE), then ``dpmpp_2m`` and
