@@ -31,6 +31,7 @@ from torch import Tensor
 __all__ = [
     "REFERENCE_PREFIX",
     "MetricFn",
+    "batched_extractor",
     "class_coverage_tv",
     "confident_fraction",
     "evaluate_samples",
@@ -334,6 +335,27 @@ def pt2_problem(path: Any) -> str | None:
                 first = " ".join(str(exc).split())[:160] or type(exc).__name__
                 return f"{member} cannot be read without unpickling ({first})"
     return None
+
+
+def batched_extractor(
+    extractor: Callable[[Tensor], Any], batch_size: int = 256, prob_dtype: torch.dtype = torch.float32
+) -> Callable[[Tensor], tuple[Tensor, Tensor | None]]:
+    """``x -> (features (N, F), class probabilities (N, K) or None)``: a user's extractor (see
+    :func:`load_feature_extractor`) called on batches of ``batch_size`` without gradients, its
+    features flattened to float32 and its probabilities, when it returns them, in ``prob_dtype``."""
+
+    def predict(x: Tensor) -> tuple[Tensor, Tensor | None]:
+        feats, probs = [], []
+        with torch.no_grad():
+            for chunk in x.split(batch_size):
+                out = extractor(chunk)
+                f, p = out if isinstance(out, (tuple, list)) else (out, None)
+                feats.append(torch.as_tensor(f).float().flatten(1))
+                if p is not None:
+                    probs.append(torch.as_tensor(p).to(prob_dtype))
+        return torch.cat(feats), torch.cat(probs) if probs else None
+
+    return predict
 
 
 def load_feature_extractor(spec: str) -> Callable[[Tensor], Any]:

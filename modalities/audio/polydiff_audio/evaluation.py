@@ -152,23 +152,6 @@ def _vocoding(x: Tensor, mel: Tensor, data: Mapping[str, Any], pools: list[Audio
 MAX_TEST_ROW = 2000
 
 
-def _predictor(extractor: Any):
-    """``clips -> (features, probabilities or None)`` for a user's ``--features`` extractor."""
-
-    def predict(x: Tensor) -> tuple[Tensor, Tensor | None]:
-        feats, probs = [], []
-        with torch.no_grad():
-            for chunk in x.split(256):
-                out = extractor(chunk)
-                f, p = out if isinstance(out, (tuple, list)) else (out, None)
-                feats.append(torch.as_tensor(f).float().flatten(1))
-                if p is not None:
-                    probs.append(torch.as_tensor(p).double())
-        return torch.cat(feats), torch.cat(probs) if probs else None
-
-    return predict
-
-
 def classifier_table(
     samples: Tensor, config: Mapping[str, Any], *, train: AudioDataset, test: AudioDataset,
     labels: Tensor | None = None, extractor: Any = None, extractor_name: str = "",
@@ -184,7 +167,7 @@ def classifier_table(
     rate = int(data["sample_rate"])
     out: dict[str, float | int | str] = {}
     if extractor is not None:
-        predict = _predictor(extractor)
+        predict = M.batched_extractor(extractor, prob_dtype=torch.float64)
         out["features"] = extractor_name or "user features"
     else:
         problem = classifier_problem(data, source)

@@ -130,7 +130,7 @@ def evaluate_images(
     if extractor is not None:
         result["features"] = extractor_name
         result["note"] = f"metrics computed in the feature space of {extractor_name}"
-        predict = _user_predict(extractor)
+        predict = M.batched_extractor(extractor)
     elif clf is not None:
         result["features"] = f"{dataset}-classifier"
         result["note"] = f"metrics computed in the feature space of the shipped {dataset} classifier"
@@ -159,23 +159,6 @@ def evaluate_images(
             result.update({M.REFERENCE_PREFIX + key: v for key, v in ref.items()})
     result["n_real"] = len(test)
     return result
-
-
-def _user_predict(extractor: Any, batch_size: int = 256):
-    """``images -> (features (N, F), probabilities (N, K) or None)`` for a user's extractor."""
-
-    def predict(x: Tensor) -> tuple[Tensor, Tensor | None]:
-        feats, probs = [], []
-        with torch.no_grad():
-            for chunk in x.split(batch_size):
-                out = extractor(chunk)
-                f, p = out if isinstance(out, (tuple, list)) else (out, None)
-                feats.append(torch.as_tensor(f).float().flatten(1))
-                if p is not None:
-                    probs.append(torch.as_tensor(p).float())
-        return torch.cat(feats), torch.cat(probs) if probs else None
-
-    return predict
 
 
 def _stack(dataset: Any) -> tuple[Tensor, Tensor | None]:
