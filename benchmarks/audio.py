@@ -268,7 +268,10 @@ def griffin_lim(mel_norm, data, iters: int):
     return gl(inv(mag)).unsqueeze(1)
 
 
-def _score(x, ref, mel, labels, data) -> dict[str, float]:
+def _score(x, ref, mel, labels, data, cfg=None, train=None, test=None) -> dict[str, float]:
+    """Distances to the input clips and pitch; with ``train`` and ``test`` also the notes
+    classifier's FID (against the train split, as DiffWave's table) and class accuracy."""
+    from polydiff_audio.evaluation import classifier_table
     from polydiff_audio.notes import midi_to_hz
     from polydiff_audio.pitch import estimate_f0, pitch_scores
     from polydiff_audio.spectral import log_mel_l1, mel_cepstral_distortion, mr_stft_distance
@@ -282,13 +285,17 @@ def _score(x, ref, mel, labels, data) -> dict[str, float]:
     rate = int(data["sample_rate"])
     hz = [float(midi_to_hz(p)) for p in data["pitches"]]
     pitch = pitch_scores(estimate_f0(x, rate), hz, labels)
-    return {
+    out = {
         "log_mel_l1": float(log_mel_l1(x, ref, data).mean()),
         "mr_stft": float(mr_stft_distance(x, ref, rate).mean()),
         "mcd": float(mel_cepstral_distortion(x, ref, data).mean()),
         "pitch_accuracy": pitch["pitch_accuracy"],
         "label_accuracy": pitch["label_accuracy"],
     }
+    if train is not None and test is not None:
+        tab = classifier_table(x, cfg, train=train, test=test, labels=labels)
+        out.update({k: float(tab[k]) for k in ("fid", "class_accuracy") if k in tab})
+    return out
 
 
 def quality(args: argparse.Namespace) -> dict[str, Any]:
@@ -345,13 +352,17 @@ def _score_all(args: argparse.Namespace, tmp: Path, load_after: str) -> dict[str
     seconds = args.n * float(data["clip_seconds"])
     rows: list[dict[str, Any]] = []
 
+    train_ds = audio.build_dataset("notes", cfg, "train")
+
+    def score(x):
+        return _score(x, ref, mel, labels, data, cfg, train_ds, test)
+
     ckpt = max((tmp / "ours" / "checkpoints").glob("step-*.safetensors"))
     denoiser = build_denoiser(audio, cfg)
     _, ema, _ = load_weights(ckpt)
     denoiser.load_state_dict(ema)
     denoiser.eval()
     ours_steps = _steps_from(ckpt)
-    train_ds = audio.build_dataset("notes", cfg, "train")
     for sampler, nfes in (("dpmpp_2m", NFES), ("heun", HEUN_NFES if args.heun else ())):
         for nfe in nfes:
             steps = nfe if sampler == "dpmpp_2m" else (nfe + 1) // 2
@@ -359,7 +370,7 @@ def _score_all(args: argparse.Namespace, tmp: Path, load_after: str) -> dict[str
             x, _, used = generate(audio, cfg, denoiser, n=args.n, sampler=sampler, steps=steps, seed=0,
                                   cond={"mel": mel}, dataset=train_ds, guidance=1.0)
             rtf = (time.perf_counter() - t) / seconds
-            rows.append({"method": f"ours, {sampler}", "nfe": used, "rtf": rtf, **_score(x, ref, mel, labels, data)})
+            rows.append({"method": f"ours, {sampler}", "nfe": used, "rtf": rtf, **score(x)})
             print(rows[-1], flush=True)
 
     from diffwave.model import DiffWave
@@ -375,15 +386,15 @@ def _score_all(args: argparse.Namespace, tmp: Path, load_after: str) -> dict[str
         x, used = diffwave_vocode(model, mel, p, fast, g)
         rtf = (time.perf_counter() - t) / seconds
         name = "diffwave, fast 6-level schedule" if fast else "diffwave, 50 training levels"
-        rows.append({"method": name, "nfe": used, "rtf": rtf, **_score(x, ref, mel, labels, data)})
+        rows.append({"method": name, "nfe": used, "rtf": rtf, **score(x)})
         print(rows[-1], flush=True)
     for iters in (32, 100):
         t = time.perf_counter()
         x = griffin_lim(mel, data, iters)
         rtf = (time.perf_counter() - t) / seconds
-        rows.append({"method": f"Griffin–Lim, {iters} iterations", "nfe": 0, "rtf": rtf, **_score(x, ref, mel, labels, data)})
+        rows.append({"method": f"Griffin–Lim, {iters} iterations", "nfe": 0, "rtf": rtf, **score(x)})
         print(rows[-1], flush=True)
-    rows.append({"method": "the input clips themselves", "nfe": 0, "rtf": 0.0, **_score(ref, ref, mel, labels, data)})
+    rows.append({"method": "the input clips themselves", "nfe": 0, "rtf": 0.0, **score(ref)})
     return {
         "budget_s": args.budget, "n": args.n, "folder": str(tmp), "load_before_after": [_load(), load_after],
         "ours_steps": ours_steps, "peer_steps": int(state["steps"]), "peer_seconds": float(state["seconds"]),
@@ -522,12 +533,15 @@ def render(results: dict[str, Any], command: str) -> str:
                 f"after training: {q['load_before_after'][1]}; when scoring: {q['load_before_after'][0]}. RTF: sampling "
                 "seconds per second of audio. Lower is better for log-mel L1, MR-STFT and MCD; pitch accuracy is "
                 "the share of outputs within a quarter-tone of a data-set pitch, label accuracy the share at the "
-                "input clip's own pitch.", "",
-                "| method | NFE | RTF | log-mel L1 | MR-STFT | MCD (dB) | pitch acc. | label acc. |",
-                "|---|---|---|---|---|---|---|---|"]
+                "input clip's own pitch; FID and class accuracy in the notes classifier (FID against the "
+                "train split, as DiffWave's table; over so few clips it is a coarse figure, the same for every row).", "",
+                "| method | NFE | RTF | log-mel L1 | MR-STFT | MCD (dB) | pitch acc. | label acc. | FID | class acc. |",
+                "|---|---|---|---|---|---|---|---|---|---|"]
+        nan = float("nan")
         for r in q["rows"]:
             out.append(f"| {r['method']} | {r['nfe']} | {r['rtf']:.2f} | {r['log_mel_l1']:.3f} | {r['mr_stft']:.3f} | "
-                       f"{r['mcd']:.2f} | {r['pitch_accuracy']:.2f} | {r['label_accuracy']:.2f} |")
+                       f"{r['mcd']:.2f} | {r['pitch_accuracy']:.2f} | {r['label_accuracy']:.2f} | "
+                       f"{r.get('fid', nan):.2f} | {r.get('class_accuracy', nan):.2f} |")
         out += ["", _verdict(q["rows"]), ""]
     g = results.get("generation")
     if g:
@@ -565,7 +579,7 @@ def _verdict(rows: list[dict[str, Any]]) -> str:
     ours, peer, gl = best("ours"), best("diffwave"), best("Griffin")
     lines = []
     for name, other in (("diffwave's trainer", peer), ("Griffin–Lim", gl)):
-        wins = [k for k in ("log_mel_l1", "mr_stft", "mcd") if ours[k] < other[k]]
+        wins = [k for k in ("log_mel_l1", "mr_stft", "mcd", "fid") if k in ours and k in other and ours[k] < other[k]]
         wins += ["pitch accuracy"] if ours["pitch_accuracy"] > other["pitch_accuracy"] else []
         lines.append(f"against {name} ({other['method']}) ours ({ours['method']}, {ours['nfe']} NFE) wins on "
                      f"{', '.join(wins) if wins else 'nothing'}")

@@ -12,6 +12,7 @@ from polydiff_graphs.evaluation import (
     is_sbm_graph,
     novel_flags,
     unique_flags,
+    without_isolates,
 )
 from polydiff_graphs.mmd import (
     clustering_hist,
@@ -102,6 +103,23 @@ def test_evaluate_graphs_floor_and_ratio():
     sample = train[:20]
     firsts = [i for i, g in enumerate(sample) if not any(nx.is_isomorphic(g, h) for h in sample[:i])]
     assert out["novel"] == pytest.approx(0.0) and out["unique"] == pytest.approx(len(firsts) / 20)
+
+
+def test_gdss_protocol_drops_isolated_nodes_of_samples_as_gdss_does():
+    comm = [g.to_networkx() for g in builtin_graphs("community-small", 0)]
+    test, samples = comm[:10], comm[10:20]
+    padded = []
+    for g in samples:  # the same graphs, each with two extra isolated nodes
+        h = g.copy()
+        h.add_nodes_from([len(g) + 100, len(g) + 101])
+        padded.append(h)
+    assert [len(without_isolates(h)) for h in padded] == [len(g) for g in samples]
+    assert len(without_isolates(nx.empty_graph(3))) == 1  # GDSS keeps one node of an empty graph
+    plain = evaluate_graphs(samples, test, None, stats=("degree", "clustering"))
+    isolated = evaluate_graphs(padded, test, None, stats=("degree", "clustering"))
+    for stat in ("degree", "clustering"):
+        assert isolated[f"gdss/{stat}"] == pytest.approx(plain[f"gdss/{stat}"])  # GDSS: as if absent
+        assert isolated[f"spectre/{stat}"] > plain[f"spectre/{stat}"]  # SPECTRE: degree-0 nodes count
 
 
 @pytest.mark.parametrize(("kind", "scalar"), [("emd", gaussian_emd), ("tv", gaussian_tv), ("l2", gaussian)])
