@@ -332,6 +332,19 @@ def _train_both(args: argparse.Namespace) -> tuple[Path, str]:
     return tmp, load_after
 
 
+def _spread_over_labels(labels, n: int) -> list[int]:
+    """``n`` clip indices taking each label in turn (the test split cycles through the pitches,
+    so an even stride can land on one pitch only)."""
+    by_label: dict[int, list[int]] = {}
+    for i, lab in enumerate(labels.tolist()):
+        by_label.setdefault(int(lab), []).append(i)
+    queues = [by_label[k] for k in sorted(by_label)]
+    out: list[int] = []
+    for rank in range(max(len(q) for q in queues)):
+        out += [q[rank] for q in queues if rank < len(q)]
+    return out[:n]
+
+
 def _score_all(args: argparse.Namespace, tmp: Path, load_after: str) -> dict[str, Any]:
     import torch
     from polydiff_audio.audio_io import data_config
@@ -344,7 +357,7 @@ def _score_all(args: argparse.Namespace, tmp: Path, load_after: str) -> dict[str
     data = data_config(cfg)
     audio = _modality()
     test = audio.build_dataset("notes", cfg, "test")
-    pick = torch.arange(args.n) * (len(test) // args.n)
+    pick = torch.tensor(_spread_over_labels(test.labels, args.n))
     items = [test.full_item(int(i)) for i in pick]
     ref = torch.stack([it["x"] for it in items])
     mel = torch.stack([it["cond"]["mel"] for it in items])
