@@ -19,8 +19,9 @@ layers, channels, dilation cycle, training crop and batch.
   training levels, and its fast 6-level schedule, following `diffwave.inference.predict`), and
   Griffin–Lim (torchaudio, 32 and 100 iterations) from the same mel magnitudes. Scored by
   `polydiff_audio`: log-mel L1, multi-resolution STFT distance, mel-cepstral distortion to the
-  input, pitch accuracy (YIN f0 within a quarter-tone of a data-set pitch) and label accuracy
-  (the clip's own pitch); real-time factor = sampling seconds / seconds of audio.
+  input, pitch accuracy (YIN f0 within a quarter-tone of a data-set pitch), label accuracy
+  (the clip's own pitch), and the notes classifier's FID and class accuracy; the clips take
+  each pitch in turn; real-time factor = sampling seconds / seconds of audio.
 
 CPU timings on a shared machine are noisy: the script prints the load average beside them.
 """
