@@ -269,9 +269,9 @@ def griffin_lim(mel_norm, data, iters: int):
     return gl(inv(mag)).unsqueeze(1)
 
 
-def _score(x, ref, mel, labels, data, cfg=None, train=None, test=None) -> dict[str, float]:
-    """Distances to the input clips and pitch; with ``train`` and ``test`` also the notes
-    classifier's FID (against the train split, as DiffWave's table) and class accuracy."""
+def _score(x, ref, mel, labels, data, cfg, train, test) -> dict[str, float]:
+    """Distances to the input clips, pitch, and the notes classifier's FID (against the train
+    split, as DiffWave's table) and class accuracy."""
     from polydiff_audio.evaluation import classifier_table
     from polydiff_audio.notes import midi_to_hz
     from polydiff_audio.pitch import estimate_f0, pitch_scores
@@ -293,9 +293,8 @@ def _score(x, ref, mel, labels, data, cfg=None, train=None, test=None) -> dict[s
         "pitch_accuracy": pitch["pitch_accuracy"],
         "label_accuracy": pitch["label_accuracy"],
     }
-    if train is not None and test is not None:
-        tab = classifier_table(x, cfg, train=train, test=test, labels=labels)
-        out.update({k: float(tab[k]) for k in ("fid", "class_accuracy") if k in tab})
+    tab = classifier_table(x, cfg, train=train, test=test, labels=labels)
+    out.update({k: float(tab[k]) for k in ("fid", "class_accuracy") if k in tab})
     return out
 
 

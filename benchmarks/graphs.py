@@ -102,25 +102,37 @@ def run_seed(args: argparse.Namespace, source: str, seed: int, out: Path) -> dic
     auto = "cuda" if torch.cuda.is_available() else "cpu"
     device = torch.device(auto if args.device == "auto" else args.device)
     denoiser.to(device).eval()
-    t1 = time.perf_counter()
-    x, layout, nfe = generate(graphs, config, denoiser, n=len(test), sampler=sampler, steps=sample_steps,
-                              seed=seed, device=device, dataset=train_set)
-    sample_s = time.perf_counter() - t1
-    x = {k: v.cpu() for k, v in x.items()}
-    mask = {k: v.cpu() for k, v in layout.mask.items()}
     validity = args.dataset if args.dataset in ("planar", "sbm") else None
-    generated, reference = decode(x, mask), test.networkx()
-    # counting 4-node orbits by enumeration explodes on dense graphs (an undertrained model's
-    # 200-node samples): skip the orbit statistic then, and say so in the table
-    dense = sum(g.number_of_edges() for g in generated) > 3 * sum(g.number_of_edges() for g in reference)
-    stats = [s for s in STATS if not (dense and s == "orbit")]
-    scores = evaluate_graphs(generated, reference, train_set.networkx(), validity=validity, stats=stats)
-    for key in ("gdss/orbit", "spectre/orbit", "reference/gdss/orbit", "reference/spectre/orbit",
-                "gdss/orbit_ratio", "spectre/orbit_ratio"):
-        scores.setdefault(key, float("nan"))
-    return {"seed": seed, "steps": result.steps, "train_wall_s": train_wall, "train_cpu_s": train_cpu,
-            "sampler": sampler, "sample_steps": sample_steps, "load": os.getloadavg()[0],
-            "sample_s": sample_s, "nfe": nfe, "n": len(test), "scores": scores}
+    reference, train_graphs = test.networkx(), train_set.networkx()
+
+    def sample_and_score(sample_seed: int) -> tuple[dict[str, float], float, int]:
+        t1 = time.perf_counter()
+        x, layout, nfe = generate(graphs, config, denoiser, n=len(test), sampler=sampler, steps=sample_steps,
+                                  seed=sample_seed, device=device, dataset=train_set)
+        sample_s = time.perf_counter() - t1
+        generated = decode({k: v.cpu() for k, v in x.items()}, {k: v.cpu() for k, v in layout.mask.items()})
+        # counting 4-node orbits by enumeration explodes on dense graphs (an undertrained model's
+        # 200-node samples): skip the orbit statistic then, and say so in the table
+        dense = sum(g.number_of_edges() for g in generated) > 3 * sum(g.number_of_edges() for g in reference)
+        stats = [s for s in STATS if not (dense and s == "orbit")]
+        scores = evaluate_graphs(generated, reference, train_graphs, validity=validity, stats=stats)
+        for key in ("gdss/orbit", "spectre/orbit", "reference/gdss/orbit", "reference/spectre/orbit",
+                    "gdss/orbit_ratio", "spectre/orbit_ratio"):
+            scores.setdefault(key, float("nan"))
+        return scores, sample_s, nfe
+
+    out = {"seed": seed, "steps": result.steps, "train_wall_s": train_wall, "train_cpu_s": train_cpu,
+           "sampler": sampler, "sample_steps": sample_steps, "n": len(test)}
+    if args.sampling_seeds:  # model selection: one checkpoint scored from many sampling seeds
+        first, _, last = args.sampling_seeds.partition(":")
+        per_seed = [sample_and_score(s)[0] for s in range(int(first), int(last))]
+        out["sampling_seeds"] = args.sampling_seeds
+        out["scores"] = {k: statistics.mean(r[k] for r in per_seed) for k in per_seed[0]}
+        out["scores_std"] = {k: statistics.stdev(r[k] for r in per_seed) for k in per_seed[0]} \
+            if len(per_seed) > 1 else {}
+        return out
+    scores, sample_s, nfe = sample_and_score(seed)
+    return {**out, "load": os.getloadavg()[0], "sample_s": sample_s, "nfe": nfe, "scores": scores}
 
 
 def mean_std(values: list[float]) -> str:
@@ -225,6 +237,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--train-cpu-s", type=float, default=float("nan"),
                         help="with --eval-run: the training CPU seconds to that checkpoint, measured outside")
     parser.add_argument("--train-wall-s", type=float, default=float("nan"), help="likewise, wall-clock seconds")
+    parser.add_argument("--sampling-seeds", default="", metavar="A:B",
+                        help="score one run (with --eval-run) from sampling seeds A..B-1 and print the "
+                             "mean and std of each score: how settings are chosen on a --validate split")
     parser.add_argument("--merge", nargs="+", default=None, help="render seeds saved with --save")
     parser.add_argument("--key", default=None, help="the table's title and key in the docs (default: the data set)")
     parser.add_argument("--note", default="", help="a sentence printed under the table's title")
@@ -245,6 +260,14 @@ def main(argv: list[str] | None = None) -> None:
     for seed in ([args.seed] if args.seed is not None else range(args.seeds)):
         r = run_seed(args, source, seed, args.out / args.dataset)
         s = r["scores"]
+        if args.sampling_seeds:
+            sd = r["scores_std"]
+            print(f"sampling seeds {args.sampling_seeds}, mean ± std: " + ", ".join(
+                f"{p}/{k} {s[f'{p}/{k}']:.4f} ± {sd.get(f'{p}/{k}', float('nan')):.4f}"
+                for p in ("gdss", "spectre") for k in STATS), flush=True)
+            if args.save:
+                args.save.write_text(json.dumps(r))
+            continue
         print(f"seed {seed}: " + ", ".join(f"{p}/{k} {s[f'{p}/{k}']:.4f}" for p in ("gdss", "spectre") for k in STATS)
               + f"; train {r['train_wall_s'] / 60:.1f} min wall, {r['train_cpu_s'] / 60:.1f} min CPU", flush=True)
         runs.append(r)
@@ -255,7 +278,8 @@ def main(argv: list[str] | None = None) -> None:
             entries = existing_entries()
             entries[args.dataset] = entry
             write_docs(entries)
-    print("\n".join(render(make_entry(args, described, runs))))
+    if runs:
+        print("\n".join(render(make_entry(args, described, runs))))
 
 
 def make_entry(args: argparse.Namespace, described: str, runs: list[dict[str, Any]]) -> dict[str, Any]:
