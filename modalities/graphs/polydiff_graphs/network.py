@@ -86,11 +86,15 @@ class GraphAttentionLayer(nn.Module):
         scale, shift = self.film(t)[:, None].chunk(2, -1)
         h = h + self.ff(self.norm2(h) * (1 + scale) + shift)
         h = h * m[..., None]
-        pair = torch.cat(
-            [h[:, :, None] + h[:, None, :], h[:, :, None] * h[:, None, :], scores.permute(0, 2, 3, 1) * pm[..., None]],
-            -1,
-        )
-        e = e + self.edge_ff(self.edge_in(pair) + self.edge_t(t)[:, None, None])
+        # edge_in of [h_i + h_j, h_i * h_j, scores]: its sum block is linear, so it is applied
+        # per node and broadcast (exactly the same map without a (B, N, N, 2d + H) concatenation)
+        w_sum, w_prod, w_score = self.edge_in.weight.split([d, d, self.heads], 1)
+        node_part = h @ w_sum.t()
+        pair = (node_part[:, :, None] + node_part[:, None, :]
+                + (h[:, :, None] * h[:, None, :]) @ w_prod.t()
+                + (scores.permute(0, 2, 3, 1) * pm[..., None]) @ w_score.t()
+                + (self.edge_in.bias + self.edge_t(t))[:, None, None])
+        e = e + self.edge_ff(pair)
         return h, e * pm[..., None]
 
 
