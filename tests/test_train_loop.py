@@ -267,3 +267,23 @@ def test_cli_summary_names_everything(toy_registry, tmp_path):
                   "snapshots", "samples", "checkpoint"):
         assert label in result.stdout, (label, result.stdout)
     assert (out / "loss.png").exists() and (out / "samples" / "step-0000002" / "samples.pt").exists()
+
+
+def test_compile_without_a_working_compiler_trains_eagerly(tmp_path, monkeypatch):
+    """A machine where inductor cannot compile (no C++ compiler) trains at eager speed: the run
+    goes on, bit for bit the run without compile."""
+    import torch._inductor.compile_fx
+
+    calls = []
+
+    def no_compiler(*args, **kwargs):
+        calls.append(1)
+        raise RuntimeError("no C++ compiler on this machine")
+
+    monkeypatch.setattr(torch._inductor.compile_fx, "compile_fx", no_compiler)
+    toy = ToyModality()
+    train(toy, config(toy, steps=4, compile=False), tmp_path / "eager", sample_at_end=False)
+    train(toy, config(toy, steps=4, compile=True), tmp_path / "compiled", sample_at_end=False)
+    assert calls  # compilation was attempted, and failed
+    assert losses(tmp_path / "compiled") == losses(tmp_path / "eager")
+    assert_same_weights(weights(tmp_path / "eager"), weights(tmp_path / "compiled"))

@@ -73,3 +73,16 @@ def uses_channels_last(model: nn.Module) -> bool:
         p.ndim == 4 and not p.is_contiguous() and p.is_contiguous(memory_format=torch.channels_last)
         for p in model.parameters()
     )
+
+
+def compile_model(model: nn.Module) -> nn.Module:
+    """``torch.compile(model)`` that falls back to eager execution where compilation fails.
+
+    Inductor needs a C++ compiler on CPUs (and Triton on GPUs); a machine without one should
+    train at eager speed, with torch's warning, rather than stop at the first step: the setting
+    is a speed-up, so it must never cost a run.
+    """
+    import torch._dynamo
+
+    torch._dynamo.config.suppress_errors = True
+    return torch.compile(model)
