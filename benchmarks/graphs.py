@@ -86,6 +86,9 @@ def run_seed(args: argparse.Namespace, source: str, seed: int, out: Path) -> dic
         from polydiff.training.run_folder import latest_checkpoint
 
         config = read_record(args.eval_run)[0]
+        # the run's own thread count: several scorings side by side on a small machine lose
+        # many times their speed to OpenMP threads waiting for each other
+        torch.set_num_threads(args.threads or int(config["train"].get("threads") or torch.get_num_threads()))
         checkpoint = args.checkpoint or latest_checkpoint(args.eval_run)
         done = int(re.search(r"step-(\d+)", checkpoint.name).group(1))
         result = argparse.Namespace(checkpoint=checkpoint, steps=done)
