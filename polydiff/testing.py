@@ -135,6 +135,7 @@ def check_modality(
         "train": {
             "steps": 2, "batch_size": 4, "log_every": 1, "warmup_steps": 1, "snapshot_every": 0,
             "plot_every": 0, "checkpoint_every": 1000, "device": "cpu", "threads": 1,
+            "compile": False,  # the contract is checked, not the speed: no minute of inductor
         },
         "sample": {"n": 4, "steps": 2},
     }

@@ -10,9 +10,11 @@ __all__ = ["DEFAULT_CONFIG", "VALID"]
 #: network only the state, the noise level and conditions, so a ragged batch's mask rides here)
 VALID = "valid"
 
-#: Speed: a step of the default network (batch 16, 512 points) costs 0.6-0.8 s of one thread, so
-#: 600 steps take 6-8 minutes (457 s measured with both cores busy) and `polydiff train` with its
-#: end-of-run samples stays under 10 (docs/benchmarks.md).
+#: Speed: a step of the default network (batch 16, 512 points) costs 0.6-0.8 s of one thread
+#: eager and about 0.3 s compiled (inductor fuses its many per-neighbour operations), so the
+#: default compiles, for about a minute, and spends what that saves on steps: 1,400 of them stay
+#: within the 10-minute budget of `polydiff train` with its end-of-run samples (1,000 compiled
+#: steps measured 386 CPU s end to end; docs/benchmarks.md).
 DEFAULT_CONFIG: dict[str, dict[str, Any]] = {
     "data": {
         "dataset": "shapes",  # built-in: procedural shapes (8 classes)
@@ -38,13 +40,15 @@ DEFAULT_CONFIG: dict[str, dict[str, Any]] = {
         "heads": 4,  # attention heads of the set attention
     },
     "train": {
-        "steps": 600,
+        "steps": 1400,
         "batch_size": 16,
         "lr": 2e-3,
         "ema_decay": 0.995,
         "warmup_steps": 100,
         "log_every": 50,
         "threads": 1,
+        # where inductor cannot compile (no C++ compiler) training goes on eagerly, about 1.75x slower
+        "compile": True,
     },
     "sample": {"sampler": "heun", "steps": 24, "n": 32},
 }
