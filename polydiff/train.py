@@ -45,7 +45,7 @@ from polydiff.training.data_order import EpochBatches
 from polydiff.training.ema import ema_copies, ema_decays, load_emas
 from polydiff.training.hardware import (
     PRECISIONS,
-    compile_model,
+    CompiledOrEager,
     resolve_device,
     resolve_precision,
     select_device,
@@ -171,7 +171,7 @@ class Trainer(TrainingLoop):
         self.decays = ema_decays(tc)
         self.emas = ema_copies(self.denoiser, len(self.decays))
         if bool(tc.get("compile", False)):
-            self.train_model = compile_model(self.train_model)
+            self.train_model = CompiledOrEager(self.train_model)
 
         self.counters = Counters()
         self.metrics_path = self.run_dir / METRICS_FILE

@@ -75,14 +75,22 @@ def uses_channels_last(model: nn.Module) -> bool:
     )
 
 
-def compile_model(model: nn.Module) -> nn.Module:
+class CompiledOrEager(nn.Module):
     """``torch.compile(model)`` that falls back to eager execution where compilation fails.
 
     Inductor needs a C++ compiler on CPUs (and Triton on GPUs); a machine without one should
     train at eager speed, with torch's warning, rather than stop at the first step: the setting
-    is a speed-up, so it must never cost a run.
+    is a speed-up, so it must never cost a run. Compilation happens lazily, inside the first
+    calls, so the fallback is switched on around each call only: other compiled code in the
+    process keeps torch's default of raising.
     """
-    import torch._dynamo
 
-    torch._dynamo.config.suppress_errors = True
-    return torch.compile(model)
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.compiled = torch.compile(model)
+
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
+        import torch._dynamo
+
+        with torch._dynamo.config.patch(suppress_errors=True):
+            return self.compiled(*args, **kwargs)
