@@ -86,11 +86,22 @@ def train_command(
     try:
         _train(modality, data, config, out, steps, batch_size, device, seed, resume, precision,
                compile_, skip_bad)
-    finally:
-        if "torch" in sys.modules:
-            from polydiff import distributed
+    except BaseException:
+        _cleanup(finished=False)
+        raise
+    _cleanup(finished=True)
 
-            distributed.cleanup()
+
+def _cleanup(finished: bool) -> None:
+    """Leave the process group; after a finished run all ranks leave together, since a rank whose
+    gloo connections close while its peer still writes its last files was seen to abort at exit.
+    (After a failure only this rank may be here: waiting for the others could hang.)"""
+    if "torch" in sys.modules:
+        from polydiff import distributed
+
+        if finished and distributed.info().enabled:
+            distributed.barrier()
+        distributed.cleanup()
 
 
 def _train(
