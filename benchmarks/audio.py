@@ -17,7 +17,9 @@ layers, channels, dilation cycle, training crop and batch.
   Both vocode the same held-out ``notes`` clips from their log-mel spectrograms: ours with
   DPM-Solver++(2M) at 6, 10, 20, 50 NFE (and Heun at 10 and 20 with ``--heun``), diffwave with its own reverse process (all 50
   training levels, and its fast 6-level schedule, following `diffwave.inference.predict`), and
-  Griffin–Lim (torchaudio, 32 and 100 iterations) from the same mel magnitudes. Scored by
+  Griffin–Lim (torchaudio, 32 and 100 iterations) from the same mel magnitudes. Ours also with
+  ``--projection K`` mel projections of each clean estimate (`polydiff_audio.phase`, after
+  GLA-Grad), and the projection alone from noise, so the network's share is visible. Scored by
   `polydiff_audio`: log-mel L1, multi-resolution STFT distance, mel-cepstral distortion to the
   input, pitch accuracy (YIN f0 within a quarter-tone of a data-set pitch), label accuracy
   (the clip's own pitch), and the notes classifier's FID and class accuracy; the clips take
@@ -376,15 +378,20 @@ def _score_all(args: argparse.Namespace, tmp: Path, load_after: str) -> dict[str
     denoiser.load_state_dict(ema)
     denoiser.eval()
     ours_steps = _steps_from(ckpt)
+    plain = {**cfg, "sample": {**cfg["sample"], "mel_projection_iters": 0}}
+    projected = {**cfg, "sample": {**cfg["sample"], "mel_projection_iters": args.projection}}
     for sampler, nfes in (("dpmpp_2m", NFES), ("heun", HEUN_NFES if args.heun else ())):
         for nfe in nfes:
             steps = nfe if sampler == "dpmpp_2m" else (nfe + 1) // 2
-            t = time.perf_counter()
-            x, _, used = generate(audio, cfg, denoiser, n=args.n, sampler=sampler, steps=steps, seed=0,
-                                  cond={"mel": mel}, dataset=train_ds, guidance=1.0)
-            rtf = (time.perf_counter() - t) / seconds
-            rows.append({"method": f"ours, {sampler}", "nfe": used, "rtf": rtf, **score(x)})
-            print(rows[-1], flush=True)
+            for run_cfg, suffix in ((plain, ""), (projected, f" + mel projection ×{args.projection}")):
+                if suffix and args.projection <= 0:
+                    continue
+                t = time.perf_counter()
+                x, _, used = generate(audio, run_cfg, denoiser, n=args.n, sampler=sampler, steps=steps, seed=0,
+                                      cond={"mel": mel}, dataset=train_ds, guidance=1.0)
+                rtf = (time.perf_counter() - t) / seconds
+                rows.append({"method": f"ours, {sampler}{suffix}", "nfe": used, "rtf": rtf, **score(x)})
+                print(rows[-1], flush=True)
 
     from diffwave.model import DiffWave
 
@@ -407,6 +414,15 @@ def _score_all(args: argparse.Namespace, tmp: Path, load_after: str) -> dict[str
         rtf = (time.perf_counter() - t) / seconds
         rows.append({"method": f"Griffin–Lim, {iters} iterations", "nfe": 0, "rtf": rtf, **score(x)})
         print(rows[-1], flush=True)
+    # the projection without a network: from uniform noise (what the vocoder adds is its phase)
+    from polydiff_audio.phase import project_onto_mel
+
+    g = torch.Generator().manual_seed(0)
+    t = time.perf_counter()
+    x = project_onto_mel(torch.rand(args.n, ref.shape[-1], generator=g) - 0.5, mel, data, 100)[:, None]
+    rtf = (time.perf_counter() - t) / seconds
+    rows.append({"method": "mel projection alone, 100 iterations from noise", "nfe": 0, "rtf": rtf, **score(x)})
+    print(rows[-1], flush=True)
     rows.append({"method": "the input clips themselves", "nfe": 0, "rtf": 0.0, **score(ref)})
     return {
         "budget_s": args.budget, "n": args.n, "folder": str(tmp), "load_before_after": [_load(), load_after],
@@ -547,7 +563,10 @@ def render(results: dict[str, Any], command: str) -> str:
                 "seconds per second of audio. Lower is better for log-mel L1, MR-STFT and MCD; pitch accuracy is "
                 "the share of outputs within a quarter-tone of a data-set pitch, label accuracy the share at the "
                 "input clip's own pitch; FID and class accuracy in the notes classifier (FID against the "
-                "train split, as DiffWave's table; over so few clips it is a coarse figure, the same for every row).", "",
+                "train split, as DiffWave's table; over so few clips it is a coarse figure, the same for every row). "
+                "A row '+ mel projection ×K' is the same network, noise and steps with K projections of each clean "
+                "estimate onto the input mel (`polydiff_audio.phase`, after GLA-Grad; `sample.mel_projection_iters`); "
+                "'mel projection alone' runs 100 of them from uniform noise, without a network.", "",
                 "| method | NFE | RTF | log-mel L1 | MR-STFT | MCD (dB) | pitch acc. | label acc. | FID | class acc. |",
                 "|---|---|---|---|---|---|---|---|---|---|"]
         nan = float("nan")
@@ -589,15 +608,28 @@ def _verdict(rows: list[dict[str, Any]]) -> str:
     def best(prefix: str) -> dict[str, Any]:
         return min((r for r in rows if r["method"].startswith(prefix)), key=lambda r: r["log_mel_l1"])
 
-    ours, peer, gl = best("ours"), best("diffwave"), best("Griffin")
-    lines = []
-    for name, other in (("diffwave's trainer", peer), ("Griffin–Lim", gl)):
-        wins = [k for k in ("log_mel_l1", "mr_stft", "mcd", "fid") if k in ours and k in other and ours[k] < other[k]]
-        wins += ["pitch accuracy"] if ours["pitch_accuracy"] > other["pitch_accuracy"] else []
-        lines.append(f"against {name} ({other['method']}) ours ({ours['method']}, {ours['nfe']} NFE) wins on "
-                     f"{', '.join(wins) if wins else 'nothing'}")
-    six = [r for r in rows if r["method"].startswith("ours") and r["nfe"] <= 6]
-    fifty = [r for r in rows if r["method"].startswith("ours") and r["nfe"] >= 49]
+    def wins(ours: dict[str, Any], other: dict[str, Any]) -> str:
+        won = [k for k in ("log_mel_l1", "mr_stft", "mcd", "fid") if k in ours and k in other and ours[k] < other[k]]
+        won += ["pitch accuracy"] if ours["pitch_accuracy"] > other["pitch_accuracy"] else []
+        return ", ".join(won) if won else "nothing"
+
+    network_only = [r for r in rows if r["method"].startswith("ours") and "projection" not in r["method"]]
+    plain = min(network_only, key=lambda r: r["log_mel_l1"])
+    peer = best("diffwave")
+    gl = next((r for r in rows if r["method"] == "Griffin–Lim, 100 iterations"), None) or best("Griffin")
+    # same budget: the networks alone (the projection would serve diffwave's sampler as well)
+    lines = [f"against diffwave's trainer ({peer['method']}) ours ({plain['method']}, {plain['nfe']} NFE) wins on "
+             f"{wins(plain, peer)}"]
+    ours = best("ours")
+    lines.append(f"against {gl['method']} ours ({ours['method']}, {ours['nfe']} NFE) wins on {wins(ours, gl)}")
+    if ours is not plain:
+        lines.append(f"the network alone ({plain['method']}, {plain['nfe']} NFE) wins on {wins(plain, gl)}")
+    alone = [r for r in rows if r["method"].startswith("mel projection alone")]
+    if alone:
+        lines.append(f"the projection alone from noise wins on {wins(alone[0], gl)}, and against it our best row "
+                     f"wins on {wins(ours, alone[0])}")
+    six = [r for r in network_only if r["nfe"] <= 6]
+    fifty = [r for r in network_only if r["nfe"] >= 49]
     if six and fifty:
         lines.append(f"our 6-NFE pitch accuracy is {six[0]['pitch_accuracy']:.2f} against "
                      f"{fifty[0]['pitch_accuracy']:.2f} at 50 NFE")
@@ -646,6 +678,8 @@ def main() -> None:
     parser.add_argument("--tune", action="store_true",
                         help="--part generation: also unipc and dpmpp_2m at 6 NFE on grids tuned to the run")
     parser.add_argument("--threads", type=int, default=1, help="torch threads while sampling and scoring")
+    parser.add_argument("--projection", type=int, default=8,
+                        help="also vocode with this many mel projections per denoiser call (0: not)")
     parser.add_argument("--write", action="store_true", help=f"rewrite the audio section of {DOCS.name}")
     parser.add_argument("--peer-train", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path, default=None, help=argparse.SUPPRESS)

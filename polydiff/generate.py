@@ -12,7 +12,7 @@ from polydiff import hooks
 from polydiff.conditions import null_conditions
 from polydiff.guidance import cfg_denoiser
 from polydiff.param import Denoiser
-from polydiff.protocol import Batch
+from polydiff.protocol import Batch, implemented
 from polydiff.sampling import get_sampler, run_sampler
 from polydiff.sde import SDE, build_sde
 from polydiff.state import State, check_mask, randn_like_state
@@ -61,6 +61,15 @@ def _check_given(base: Mapping[str, Any], given: Mapping[str, Any]) -> None:
             )
 
 
+def _refined(modality: Any, config: Mapping[str, Any], denoiser: Callable[..., State]) -> Callable[..., State]:
+    """``denoiser`` followed by the modality's ``refine_denoised`` on every call."""
+
+    def refined(x: State, sigma: Any, **cond: Any) -> State:
+        return hooks.call(modality, "refine_denoised", denoiser(x, sigma, **cond), sigma, cond, config)
+
+    return refined
+
+
 def generate(
     modality: Any,
     config: Mapping[str, Any],
@@ -107,6 +116,8 @@ def generate(
         guidance = float((config.get("sample") or {}).get("guidance", 1.0))
     if guidance != 1.0 and use_cond:
         denoiser = cfg_denoiser(denoiser, guidance, null_conditions(use_cond, modality))
+    if implemented(modality, "refine_denoised"):
+        denoiser = _refined(modality, config, denoiser)
     with torch.no_grad():
         result = run_sampler(
             denoiser,

@@ -1,4 +1,4 @@
-"""The Modality contract between the core and its plugins (contract version 2.0).
+"""The Modality contract between the core and its plugins (contract version 2.1).
 
 A plugin registers one object under the entry-point group ``polydiff.modalities``. Importing the
 module that defines it must stay light: no torch, torchaudio or torch_geometric at import time —
@@ -29,6 +29,9 @@ History:
         ``sample_layout`` takes ``dataset=`` and ``cond=``; ``read_condition`` for
         ``--cond NAME=SPEC``; ``config_schema`` declares a plugin's config keys; writers
         receive ``config=``.
+  2.1 — ``refine_denoised(denoised, sigma, cond, config)``: a sampling-time projection of the
+        denoiser's clean estimate onto what the conditions imply (optional; 2.0 plugins load
+        unchanged).
 """
 
 from __future__ import annotations
@@ -47,7 +50,7 @@ if TYPE_CHECKING:  # pragma: no cover - typing only, keeps this module free of t
     from polydiff.state import Mask, State
 
 #: the contract this polydiff implements, ``"major.minor"``
-CONTRACT_VERSION = "2.0"
+CONTRACT_VERSION = "2.1"
 #: kept for plugins that import it: the contract version a new plugin should declare
 PROTOCOL_VERSION = CONTRACT_VERSION
 #: majors this polydiff can load (1 through the compatibility rules)
@@ -74,6 +77,7 @@ OPTIONAL_METHODS: tuple[str, ...] = (
     "read_mask",
     "write_inpainting",
     "metrics",
+    "refine_denoised",
 )
 #: optional data attributes and the type of their values
 OPTIONAL_ATTRIBUTES: dict[str, type] = {"builtin_datasets": str, "conditions": str}
@@ -280,6 +284,15 @@ class Modality:
         """Named metric callables for ``polydiff evaluate``: ``fn(samples, config, *, mask=None,
         cond=None) -> {key: number or str}`` (keywords it does not declare are not passed)."""
         return {}
+
+    def refine_denoised(
+        self, denoised: State, sigma: Tensor, cond: Mapping[str, Tensor], config: Mapping[str, Any]
+    ) -> State:
+        """Sampling only: the denoiser's estimate of the clean batch at noise level ``sigma`` (as
+        the sampler passes it), after guidance and before the sampler steps with it; return it
+        moved toward what ``cond`` implies (audio: Griffin–Lim toward the conditioning mel's
+        magnitudes, as GLA-Grad). Training never calls it. Default: unchanged (and not wrapped)."""
+        return denoised
 
 
 def accepted_keywords(fn: Any) -> frozenset[str] | None:

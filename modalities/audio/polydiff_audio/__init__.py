@@ -42,7 +42,7 @@ class AudioModality(Modality):
         "Audio (C, T) waveforms: built-in 'notes' (pitched tones, 16 kHz), folders of WAV/FLAC/OGG, "
         "a DiffWave-family WaveNet, label and mel (vocoding) conditions, WAV + log-mel PNG writer"
     )
-    protocol_version: ClassVar[str] = "2.0"
+    protocol_version: ClassVar[str] = "2.1"
     builtin_datasets: ClassVar[tuple[str, ...]] = ("notes",)
     conditions: ClassVar[tuple[str, ...]] = ("label", "mel")
 
@@ -107,6 +107,11 @@ class AudioModality(Modality):
         from polydiff_audio.evaluation import metrics_for_modality
 
         return metrics_for_modality(self)
+
+    def refine_denoised(self, denoised: Any, sigma: Any, cond: Mapping[str, Any], config: Mapping[str, Any]):
+        from polydiff_audio.phase import refine_vocoder_estimate
+
+        return refine_vocoder_estimate(denoised, sigma, cond, config)
 
 
 def _data(config: Mapping[str, Any] | None) -> dict[str, Any]:

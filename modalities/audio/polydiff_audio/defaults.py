@@ -73,6 +73,10 @@ DEFAULT_CONFIG: dict[str, dict[str, Any]] = {
         "guidance": 1.0,
         "inpaint_sampler": "ddpm",
         "inpaint_steps": 50,
+        # vocoding (a mel condition): projections of each clean estimate onto the mel
+        # (polydiff_audio.phase, as GLA-Grad) at noise levels >= the sigma below; 0: none
+        "mel_projection_iters": 8,
+        "mel_projection_sigma_min": 0.0,
     },
 }
 
