@@ -30,6 +30,7 @@ a note.
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Mapping
 from typing import Any
 
@@ -152,6 +153,22 @@ def _vocoding(x: Tensor, mel: Tensor, data: Mapping[str, Any], pools: list[Audio
 MAX_TEST_ROW = 2000
 
 
+_EMBEDDED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _embedded(dataset: Any, key: tuple, compute: Any, cache: bool) -> Any:
+    """``compute()``, remembered per ``dataset`` object and ``key`` when ``cache``."""
+    if not cache:
+        return compute()
+    try:
+        per = _EMBEDDED.setdefault(dataset, {})
+    except TypeError:  # not weak-referenceable
+        return compute()
+    if key not in per:
+        per[key] = compute()
+    return per[key]
+
+
 def classifier_table(
     samples: Tensor, config: Mapping[str, Any], *, train: AudioDataset, test: AudioDataset,
     labels: Tensor | None = None, extractor: Any = None, extractor_name: str = "",
@@ -191,7 +208,9 @@ def classifier_table(
         test_x = _notes_cached("test", size, pitches, rate, clip_length(data))[0][:, None]
     else:
         test_x, _ = _stack(test)
-    f_train, p_train = predict(train_x)
+    # the shipped classifier is fixed: a data set's features are computed once per process
+    cache = extractor is None
+    f_train, p_train = _embedded(train, ("train", rate, len(train_x)), lambda: predict(train_x), cache)
     bins = NDBBins(f_train)
     f, p = predict(x)
     out.update(field_scores(f, p, f_train, p_train, bins))
@@ -199,7 +218,7 @@ def classifier_table(
         want = torch.as_tensor(labels).long().reshape(-1)
         if len(want) == len(p):
             out["class_accuracy"] = float((p.argmax(1) == want).double().mean())
-    f_test, p_test = predict(test_x)
+    f_test, p_test = _embedded(test, ("test", rate, len(test_x)), lambda: predict(test_x), cache)
     out.update({M.REFERENCE_PREFIX + k: v for k, v in field_scores(f_test, p_test, f_train, p_train, bins).items()})
     out.update({"train_set/" + k: v for k, v in field_scores(f_train, p_train, f_train, p_train, bins).items()})
     out.update({"n_samples": len(x), "n_train": len(train_x), "n_test": len(test_x), "ndb_bins": bins.k})
