@@ -20,7 +20,7 @@ from typing import Any
 import networkx as nx
 import numpy as np
 
-from polydiff_graphs.mmd import PROTOCOLS, STATISTICS, mmd_table, summaries
+from polydiff_graphs.mmd import DROPS_ISOLATES, PROTOCOLS, STATISTICS, mmd_table, summaries
 
 __all__ = [
     "evaluate_graphs",
@@ -120,21 +120,21 @@ def evaluate_graphs(
     set (the floor) and ``{protocol}/{statistic}_ratio`` (ours over the floor); ``unique``,
     ``novel`` (needs ``train``), and for ``validity`` in ("planar", "sbm") ``valid`` and ``vun``.
     ``stats``: the statistics to compare (default all; orbit counting is slow on dense graphs).
-    Under ``"gdss"`` the generated graphs' isolated nodes are dropped first, as GDSS's code does."""
+    Under a protocol in ``DROPS_ISOLATES`` (GDSS's) the generated graphs' isolated nodes are
+    dropped first, as that protocol's code does."""
     if not generated:
         raise ValueError("no generated graphs to evaluate")
     out: dict[str, float] = {}
     stats = tuple(STATISTICS) if stats is None else tuple(stats)
     ref = summaries(test, stats)
     gen = summaries(generated, stats)
-    # GDSS's pipeline drops a generated graph's isolated nodes before scoring (its adjs_to_graphs);
-    # SPECTRE's keeps them. Each protocol scores what its own code would see.
+    # each protocol scores what its own code would see (mmd.DROPS_ISOLATES)
     stripped = [without_isolates(g) for g in generated]
-    gen_gdss = gen if all(len(a) == len(b) for a, b in zip(stripped, generated, strict=True)) \
+    gen_stripped = gen if all(len(a) == len(b) for a, b in zip(stripped, generated, strict=True)) \
         else summaries(stripped, stats)
     base = summaries(train, stats) if (train is not None and floor) else None
     for protocol in protocols:
-        ours = mmd_table(ref, gen_gdss if protocol == "gdss" else gen, protocol)
+        ours = mmd_table(ref, gen_stripped if protocol in DROPS_ISOLATES else gen, protocol)
         for stat, v in ours.items():
             out[f"{protocol}/{stat}"] = v
         if base is not None:

@@ -25,6 +25,7 @@ import numpy as np
 from polydiff_graphs.orbits import orbit_counts
 
 __all__ = [
+    "DROPS_ISOLATES",
     "PROTOCOLS",
     "clustering_hist",
     "degree_hist",
@@ -39,6 +40,9 @@ __all__ = [
 ]
 
 PROTOCOLS = ("gdss", "spectre")
+#: protocols whose code drops a generated graph's isolated nodes before scoring (GDSS's
+#: adjs_to_graphs does; SPECTRE's keeps them)
+DROPS_ISOLATES: frozenset[str] = frozenset({"gdss"})
 
 
 def _pad(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
