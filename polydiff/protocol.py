@@ -290,8 +290,8 @@ class Modality:
     ) -> State:
         """Sampling only: the denoiser's estimate of the clean batch at noise level ``sigma`` (as
         the sampler passes it), after guidance and before the sampler steps with it; return it
-        moved toward what ``cond`` implies (audio: Griffin–Lim toward the conditioning mel's
-        magnitudes, as GLA-Grad). Training never calls it. Default: unchanged (and not wrapped)."""
+        moved toward what ``cond`` implies (audio: projected onto the conditioning mel, after
+        GLA-Grad). Training never calls it. Default: unchanged (and not wrapped)."""
         return denoised
 
 

@@ -93,8 +93,10 @@ def refine_vocoder_estimate(denoised: Tensor, sigma: Any, cond: Mapping[str, Ten
     """The projection, on the clean estimate of every mel-conditioned sample, at noise levels
     ≥ ``sample.mel_projection_sigma_min`` (``sample.mel_projection_iters`` iterations; 0: off)."""
     from polydiff_audio.audio_io import data_config
+    from polydiff_audio.defaults import DEFAULT_CONFIG
 
-    sample = config.get("sample") or {}
+    # a run recorded before these keys existed gets today's defaults
+    sample = {**DEFAULT_CONFIG["sample"], **(config.get("sample") or {})}
     iters = int(sample.get("mel_projection_iters", 0) or 0)
     mel = cond.get("mel")
     if iters <= 0 or mel is None or not isinstance(denoised, Tensor):
