@@ -262,9 +262,10 @@ def diffwave_vocode(model, mel, p, fast: bool, generator):
 def griffin_lim(mel_norm, data, iters: int):
     """Invert the normalised log-mel: dB -> mel magnitude -> linear (least squares) -> Griffin–Lim."""
     import torchaudio.transforms as AT
+    from polydiff_audio.audio_io import mel_amplitude
 
     rate, n_fft, hop = int(data["sample_rate"]), int(data["n_fft"]), int(data["hop_length"])
-    mag = 10.0 ** ((mel_norm * 100.0 - 100.0 + 20.0) / 20.0)
+    mag = mel_amplitude(mel_norm)
     inv = AT.InverseMelScale(n_stft=n_fft // 2 + 1, n_mels=int(data["n_mels"]), sample_rate=rate,
                              f_min=float(data["f_min"]), f_max=rate / 2)
     gl = AT.GriffinLim(n_fft=n_fft, hop_length=hop, power=1.0, n_iter=iters)

@@ -27,6 +27,7 @@ __all__ = [
     "fit_length",
     "load_mono",
     "log_mel",
+    "mel_amplitude",
     "normalise_loudness",
     "write_wav",
 ]
@@ -126,6 +127,12 @@ def log_mel(wave: Tensor, data: Mapping[str, Any]) -> Tensor:
     [0, 1]. Silence is 0, which makes the default null condition (zeros) "no sound"."""
     db = 20.0 * torch.log10(mel_magnitude(wave, data).clamp_min(1e-5)) - 20.0
     return ((db + 100.0) / 100.0).clamp(0.0, 1.0)
+
+
+def mel_amplitude(mel: Tensor) -> Tensor:
+    """The inverse of :func:`log_mel`'s dB mapping: mel amplitudes of a normalised log-mel (where
+    it was clipped, the bound it was clipped at)."""
+    return 10.0 ** ((mel.float() * 100.0 - 80.0) / 20.0)
 
 
 def write_wav(path: Path, wave: Any, rate: int) -> None:

@@ -14,8 +14,8 @@ each band. The log-mel is clipped to [-100, 0] dB (DiffWave's normalisation), so
 floor (silence) carries an upper bound only, where the gain shrinks and never raises, and a band
 at its ceiling (a loud partial) a lower bound, where it raises, and shrinks only what is louder
 than a full-scale sinusoid. Measured on ``notes`` test clips (``benchmarks/audio.py``), 100 such
-iterations from random noise already come closer to the input than torchaudio's Griffin–Lim; from
-a vocoder's estimate they come closer still.
+iterations from random noise already come closer to the input than torchaudio's Griffin–Lim; a
+vocoder trained for half an hour on a CPU does not yet give them a better start (README.md).
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-__all__ = ["mel_amplitude", "project_onto_mel", "refine_vocoder_estimate"]
+__all__ = ["project_onto_mel", "refine_vocoder_estimate"]
 
 
 @lru_cache(maxsize=8)
@@ -40,15 +40,11 @@ def _filters(rate: int, n_fft: int, n_mels: int, f_min: float) -> tuple[Tensor, 
     return fb, fb / fb.sum(1, keepdim=True).clamp_min(1e-12)
 
 
-def mel_amplitude(mel: Tensor) -> Tensor:
-    """Mel amplitudes of a normalised log-mel (the inverse of
-    :func:`~polydiff_audio.audio_io.log_mel`'s dB mapping; its floor maps to the floor's bound)."""
-    return 10.0 ** ((mel.float() * 100.0 - 80.0) / 20.0)
-
-
 def project_onto_mel(x: Tensor, mel: Tensor, data: Mapping[str, Any], iters: int) -> Tensor:
     """``iters`` projections of ``x`` ``(B, T)`` toward the normalised log-mel ``mel``
     ``(B, n_mels, frames)`` (module docstring); returns ``(B, T)``. 0 iterations: ``x``."""
+    from polydiff_audio.audio_io import mel_amplitude
+
     if iters <= 0:
         return x
     rate, n_fft, hop = int(data["sample_rate"]), int(data["n_fft"]), int(data["hop_length"])
@@ -57,7 +53,8 @@ def project_onto_mel(x: Tensor, mel: Tensor, data: Mapping[str, Any], iters: int
     covered = (fb.sum(1) > 0)[None, :, None]
     window = torch.hann_window(n_fft, device=x.device)
     length = x.shape[-1]
-    target = mel_amplitude(mel.to(x.device))
+    mel = mel.to(x.device)
+    target = mel_amplitude(mel)
     silent, loud = mel <= 1e-6, mel >= 1.0 - 1e-6
     full_scale = n_fft / 4  # a band's amplitude for a full-scale sinusoid: none louder fits in [-1, 1]
 
@@ -67,7 +64,7 @@ def project_onto_mel(x: Tensor, mel: Tensor, data: Mapping[str, Any], iters: int
     spec = stft(x.float())
     frames = min(spec.shape[-1], target.shape[-1])
     target = target[..., :frames]
-    silent, loud = silent[..., :frames].to(x.device), loud[..., :frames].to(x.device)
+    silent, loud = silent[..., :frames], loud[..., :frames]
     for i in range(int(iters)):
         spec = spec[..., :frames]
         have = torch.einsum("fm,bft->bmt", fb, spec.abs())

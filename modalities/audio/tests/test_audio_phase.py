@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 
 import torch
-from polydiff_audio.audio_io import log_mel
+from polydiff_audio.audio_io import log_mel, mel_amplitude, mel_magnitude
 from polydiff_audio.phase import project_onto_mel, refine_vocoder_estimate
 from polydiff_audio.spectral import log_mel_l1, mr_stft_distance
 
@@ -71,3 +71,11 @@ def test_sampling_refines_only_mel_conditioned_estimates_above_the_threshold():
     torch.testing.assert_close(refine_vocoder_estimate(noisy, sigma, {"mel": null}, config), noisy)
     off = {"data": DATA, "sample": {"mel_projection_iters": 0}}
     assert refine_vocoder_estimate(noisy, sigma, {"mel": mel}, off) is noisy
+
+
+def test_mel_amplitude_inverts_log_mel_where_it_is_not_clipped():
+    x = _tones()
+    mel = log_mel(x, DATA)
+    inside = (mel > 1e-6) & (mel < 1.0 - 1e-6)
+    assert inside.float().mean() > 0.2
+    torch.testing.assert_close(mel_amplitude(mel)[inside], mel_magnitude(x, DATA)[inside], rtol=1e-3, atol=0)
