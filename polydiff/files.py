@@ -102,8 +102,18 @@ def walk_files(
         except OSError:
             continue
         seen.add((up.st_dev, up.st_ino))
-    stack = [root]
-    while stack:
+    # folders under links wait until the real tree is walked: a link to a folder that is also
+    # reachable directly must not claim it first (the real path is the one to report)
+    stack: list[Path] = [root]
+    linked: list[tuple[Path, tuple[int, int]]] = []  # in the order they were met
+    while stack or linked:
+        if not stack:
+            path, key = linked.pop(0)
+            if key in seen:
+                walk.skipped.append(Skipped(path, "folder reached twice (a link cycle)"))
+                continue
+            seen.add(key)
+            stack.append(path)
         folder = stack.pop()
         try:
             with os.scandir(folder) as it:
@@ -130,6 +140,9 @@ def walk_files(
                 if not recursive:
                     continue
                 key = (info.st_dev, info.st_ino)
+                if entry.is_symlink():
+                    linked.append((path, key))
+                    continue
                 if key in seen:
                     walk.skipped.append(Skipped(path, "folder reached twice (a link cycle)"))
                     continue
