@@ -78,6 +78,8 @@ def run_seed(args: argparse.Namespace, source: str, seed: int, out: Path) -> dic
         overrides["train"]["threads"] = args.threads
     if args.validate:  # choose settings here: score on graphs held out of the training split
         overrides["data"]["validation"] = args.validate
+    if args.node_draw:
+        overrides["data"]["sample_nodes_draw"] = args.node_draw
     config = resolve(graphs, config_file=args.config, overrides=overrides)
     sampler = args.sampler or config["sample"]["sampler"]
     sample_steps = args.sample_steps or int(config["sample"]["steps"])
@@ -86,6 +88,8 @@ def run_seed(args: argparse.Namespace, source: str, seed: int, out: Path) -> dic
         from polydiff.training.run_folder import latest_checkpoint
 
         config = read_record(args.eval_run)[0]
+        if args.node_draw:  # a sampling setting: the run's recorded one may be changed
+            config["data"]["sample_nodes_draw"] = args.node_draw
         # the run's own thread count: several scorings side by side on a small machine lose
         # many times their speed to OpenMP threads waiting for each other
         torch.set_num_threads(args.threads or int(config["train"].get("threads") or torch.get_num_threads()))
@@ -131,7 +135,8 @@ def run_seed(args: argparse.Namespace, source: str, seed: int, out: Path) -> dic
         return scores, sample_s, nfe
 
     out = {"seed": seed, "steps": result.steps, "train_wall_s": train_wall, "train_cpu_s": train_cpu,
-           "sampler": sampler, "sample_steps": sample_steps, "n": len(test)}
+           "sampler": sampler, "sample_steps": sample_steps, "n": len(test),
+           "node_draw": str(config["data"].get("sample_nodes_draw") or "proportional")}
     if args.sampling_seeds:  # model selection: one checkpoint scored from many sampling seeds
         first, _, last = args.sampling_seeds.partition(":")
         # the floor is the same for every sampling seed: not recomputed (nor needed) here
@@ -238,6 +243,9 @@ def main(argv: list[str] | None = None) -> None:
                         help="hold out this many training graphs and score on them instead of the test set")
     parser.add_argument("--sampler", default="", help="default: the config's sample.sampler")
     parser.add_argument("--sample-steps", type=int, default=0, help="default: the config's sample.steps")
+    parser.add_argument("--node-draw", default="", choices=["", "proportional", "random"],
+                        help="the samples' node counts: in the training set's exact proportions, or drawn "
+                             "at random from it as GDSS and DiGress do (default: the config's)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--out", type=Path, default=Path("/tmp/polydiff-bench-graphs"))
     parser.add_argument("--seed", type=int, default=None, help="run this one seed only")
@@ -297,9 +305,13 @@ def make_entry(args: argparse.Namespace, described: str, runs: list[dict[str, An
     loads = [r["load"] for r in runs if "load" in r] or [os.getloadavg()[0]]
     preset = f" with the preset `{args.config}`" if args.config else " with the default configuration"
     sampler = f"{r0.get('sampler', args.sampler)} {r0.get('sample_steps', args.sample_steps)} steps"
+    # runs saved before the setting existed drew node counts at random
+    draw = {"proportional": ", node counts in the training set's exact proportions",
+            "random": ", node counts drawn at random from the training set (as GDSS)"}[r0.get("node_draw", "random")]
     setting = (f"{r0['steps']} training steps per seed{preset} on {args.device} ({platform.processor() or platform.machine()}, "
                f"{os.cpu_count()} cores shared with other jobs, load average {min(loads):.1f}-{max(loads):.1f} at the "
-               f"end of each seed; seeds run side by side as one-thread processes, so wall ≫ CPU time), sampler {sampler}.")
+               f"end of each seed; seeds run side by side as one-thread processes, so wall ≫ CPU time), sampler {sampler}"
+               f"{draw}.")
     return {"dataset": args.dataset, "data": described, "setting": setting, "runs": runs,
             "title": args.key or args.dataset, "note": args.note}
 

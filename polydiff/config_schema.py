@@ -41,6 +41,8 @@ __all__ = [
 TYPES: dict[str, tuple[type, ...]] = {
     "int": (int,),
     "float": (int, float),  # TOML writes 1 for 1.0
+    # a plugin key known only by its numeric default: an int default may still take a float
+    "number": (int, float),
     "bool": (bool,),
     "str": (str,),
     "list[float]": (list,),
@@ -337,7 +339,8 @@ def check_value(setting: Setting, value: Any) -> str | None:
     if isinstance(value, bool) and bool not in kinds:
         return f"expected {setting.type}, got a boolean"
     if not isinstance(value, kinds):
-        return f"expected {setting.type}, got {type(value).__name__} {value!r}"
+        kind = "a number" if setting.type == "number" else setting.type
+        return f"expected {kind}, got {type(value).__name__} {value!r}"
     if setting.type == "list[float]":
         for item in value:
             if isinstance(item, bool) or not isinstance(item, (int, float)):
@@ -372,7 +375,7 @@ def _inferred(default: Any) -> Setting | None:
     if isinstance(default, bool):
         return Setting("bool", "")
     if isinstance(default, (int, float)):
-        return Setting("float", "")  # int or float; finiteness is still checked
+        return Setting("number", "")  # int or float; finiteness is still checked
     if isinstance(default, list):
         return Setting("list[float]", "") if all(
             isinstance(v, (int, float)) and not isinstance(v, bool) for v in default
@@ -405,7 +408,7 @@ def config_problem(
                 setting, loose = _inferred(defaults[section][key]), True
             if setting is None:
                 continue
-            if loose and setting.type == "float" and isinstance(value, str) and (
+            if loose and setting.type == "number" and isinstance(value, str) and (
                 value.strip().lower() == "auto"
             ):
                 continue  # the plugin reads the word

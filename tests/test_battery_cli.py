@@ -65,7 +65,7 @@ CONFIGS = [
     ("choice", '[train]\noptimizer = "sgd"\n', ["train.optimizer", "sgd", "adamw"]),
     ("guidance-nan", "[sample]\nguidance = nan\n", ["sample.guidance", "finite"]),
     ("sampler-unknown", '[sample]\nsampler = "nope"\n', ["nope"]),
-    ("plugin-key-type", '[data]\nsize = "big"\n', ["data.size", "big"]),
+    ("plugin-key-type", '[data]\nsize = "big"\n', ["data.size", "big", "expected a number"]),
     ("section-not-table", "train = 3\n", ["[train]", "table"]),
     ("markup-section", "[\"a[/x]\"]\nk = 1\n", ["unknown section [a[/x]]", "valid sections: data"]),
     ("markup-key", '[train]\n"[bold]x" = 1\n', ["train.[bold]x"]),
@@ -300,5 +300,7 @@ def test_a_plugins_own_declarations_are_enforced(tmp_path):
     cfg.write_text('[model]\nwidth = "auto"\n')
     assert resolve(ToyModality(), cfg)["model"]["width"] == "auto"
     cfg.write_text("[model]\nwidth = [1]\n")
-    with pytest.raises(UserError, match="model.width"):
+    with pytest.raises(UserError, match="model.width = \\[1\\]: expected a number, got list"):
         resolve(ToyModality(), cfg)
+    cfg.write_text("[model]\nwidth = 2.5\n")  # an int default does not refuse a float
+    assert resolve(ToyModality(), cfg)["model"]["width"] == 2.5

@@ -64,10 +64,13 @@ class GraphsModality(Modality):
         cond: Mapping[str, Any] | None = None,
     ):
         """Graphs with the node counts given as the ``nodes`` condition (``--cond nodes=N``), else
-        those of ``data.sample_nodes`` when set, else drawn at random from the training set's."""
+        those of ``data.sample_nodes`` when set, else the training set's: allotted in its exact
+        proportions (``data.sample_nodes_draw = "proportional"``) or drawn at random ("random")."""
         import torch
 
         from polydiff.config import data_source
+        from polydiff.errors import UserError
+        from polydiff.proportional import proportional_draw
         from polydiff_graphs.graphs import layout, node_counts_from_spec
 
         data = config.get("data") or {}
@@ -79,8 +82,14 @@ class GraphsModality(Modality):
         else:
             ds = dataset if dataset is not None else self.build_dataset(data_source(data), config, "train")
             sizes = ds.node_counts() if hasattr(ds, "node_counts") else [ds[i]["x"]["nodes"].shape[0] for i in range(len(ds))]
-            idx = torch.randint(len(sizes), (n,), generator=generator).tolist()
-            counts = [sizes[i] for i in idx]
+            how = str(data.get("sample_nodes_draw") or "proportional")
+            if how == "proportional":
+                counts = proportional_draw(sizes, n, generator).tolist()
+            elif how == "random":
+                idx = torch.randint(len(sizes), (n,), generator=generator).tolist()
+                counts = [sizes[i] for i in idx]
+            else:
+                raise UserError(f"data.sample_nodes_draw: expected 'proportional' or 'random', got {how!r}")
         return layout(counts, 1 + len(list(data.get("node_attributes") or [])))
 
     def null_condition(self, name: str, value: Any):

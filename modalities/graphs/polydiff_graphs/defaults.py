@@ -26,6 +26,9 @@ DEFAULT_CONFIG: dict[str, dict[str, Any]] = {
         # node counts of sampled graphs: "" draws them from the training set; "N" or "N1,N2,..."
         # (used in turn) fixes them. `--cond nodes=SPEC` sets this for one sampling command.
         "sample_nodes": "",
+        # otherwise the training set's node counts: "proportional" allots them in its exact
+        # proportions (as images allots labels), "random" draws each from it (GDSS, DiGress)
+        "sample_nodes_draw": "proportional",
         # graphs held out of the end of the training split as a validation set (split
         # "validation"): benchmark settings are chosen on them, never on the test split
         "validation": 0,

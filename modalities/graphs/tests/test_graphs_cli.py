@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 
 from polydiff.cli import app
 from polydiff.config import resolve
+from polydiff.errors import UserError
 
 TINY = """
 [model]
@@ -65,6 +66,21 @@ def test_layout_draws_node_counts_from_the_training_set():
     counts = layout.mask["nodes"].sum(1).long().tolist()
     assert set(counts) <= set(ds.node_counts()) and len(set(counts)) >= 5
     assert layout.cond["nodes"].tolist() == counts
+    # by default in the training set's exact proportions (each size off by less than one graph)
+    sizes = torch.tensor(ds.node_counts())
+    for k in sizes.unique().tolist():
+        want = 64 * float((sizes == k).double().mean())
+        assert abs(counts.count(k) - want) < 1, (k, counts.count(k), want)
+    again = modality.sample_layout(cfg, 64, torch.Generator().manual_seed(0), dataset=ds)
+    assert again.mask["nodes"].sum(1).long().tolist() == counts
+    # "random": independent draws, which scatter around the proportions
+    rnd = {**cfg, "data": {**cfg["data"], "sample_nodes_draw": "random"}}
+    drawn = modality.sample_layout(rnd, 64, torch.Generator().manual_seed(0), dataset=ds)
+    drawn_counts = drawn.mask["nodes"].sum(1).long().tolist()
+    assert set(drawn_counts) <= set(ds.node_counts()) and sorted(drawn_counts) != sorted(counts)
+    bad = {**cfg, "data": {**cfg["data"], "sample_nodes_draw": "stratified"}}
+    with pytest.raises(UserError, match="sample_nodes_draw"):
+        modality.sample_layout(bad, 4, torch.Generator().manual_seed(0), dataset=ds)
 
 
 def test_writer_round_trips_graphml(tmp_path):

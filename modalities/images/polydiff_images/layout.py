@@ -17,19 +17,9 @@ import torch
 from torch import Tensor
 
 from polydiff.config import data_source
+from polydiff.proportional import proportional_draw
 from polydiff.protocol import Batch
 from polydiff_images.defaults import DEFAULT_CONFIG
-
-
-def proportional_counts(freq: Tensor, n: int) -> Tensor:
-    """Integer counts summing to ``n`` closest to ``n * freq`` (largest-remainder rounding)."""
-    share = freq.double() / freq.sum() * n
-    counts = share.floor().long()
-    rest = n - int(counts.sum())
-    if rest:
-        order = torch.argsort(share - counts, descending=True, stable=True)
-        counts[order[:rest]] += 1
-    return counts
 
 
 @lru_cache(maxsize=4)
@@ -62,6 +52,4 @@ def stratified_layout(
     x = torch.zeros(n, *shape)
     if labels is None or labels.numel() == 0:
         return Batch(x, None, {})
-    counts = proportional_counts(torch.bincount(labels), n)
-    allotted = torch.repeat_interleave(torch.arange(len(counts)), counts)
-    return Batch(x, None, {"label": allotted[torch.randperm(n, generator=generator)]})
+    return Batch(x, None, {"label": proportional_draw(labels, n, generator)})

@@ -2,15 +2,6 @@
 
 import torch
 from polydiff_images import DEFAULT_CONFIG, modality
-from polydiff_images.layout import proportional_counts
-
-
-def test_proportional_counts_by_hand():
-    assert proportional_counts(torch.tensor([1.0, 1.0, 2.0]), 8).tolist() == [2, 2, 4]
-    # 10 * (0.15, 0.25, 0.6) = 1.5, 2.5, 6: remainders .5, .5, 0 -> the first two tie, stable order
-    assert proportional_counts(torch.tensor([15, 25, 60]), 10).tolist() == [2, 2, 6]
-    assert proportional_counts(torch.tensor([3, 3, 3]), 7).tolist() == [3, 2, 2]
-    assert int(proportional_counts(torch.tensor([5, 0, 7]), 13).sum()) == 13
 
 
 def test_digits_layout_matches_the_train_split():
