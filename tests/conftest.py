@@ -15,11 +15,3 @@ def toy_registry(monkeypatch):
     from polydiff.testing import registry_of
 
     return registry_of(monkeypatch, ToyModality(), "toy-tests", "0")
-
-
-@pytest.fixture(autouse=True)
-def _threads():
-    # the tests' tensors are tiny: one thread avoids sync overhead that dominates on 2 shared cores
-    import torch
-
-    torch.set_num_threads(1)

@@ -1,18 +1,8 @@
-"""Keep the audio tests quick on small shared machines: one intra-op thread while they run."""
+"""Fixtures of the audio tests (the one-thread fixture is the repository's, in ../../../conftest.py)."""
 
 from __future__ import annotations
 
 import pytest
-
-
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture
