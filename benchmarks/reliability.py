@@ -42,6 +42,8 @@ CASES = {
     "test_truncated_training_state_is_one_line_on_resume": ("4 run folders", "state.pt truncated to"),
     "test_bad_sampling_option_is_one_line": ("6 sampling options", "sample"),
     "test_sample_out_that_is_a_file_fails_before_sampling": ("3 --out", "sample --out a file / under one"),
+    "test_non_finite_samples_are_refused_before_writing": (
+        "7 half-written", "a sampler that diverges to NaN (writes nothing)"),
     "test_default_output_folder_gets_a_fresh_name": ("8 replacement", "sample twice, default folder"),
     "test_explicit_out_holding_files_is_refused_then_overwritten": (
         "8 replacement", "sample --out a full folder, then --overwrite"),

@@ -230,6 +230,29 @@ def test_bad_sampling_option_is_one_line(run, tmp_path, args, needles):
     assert_refused(lambda: _run("sample", run, *args, "--out", tmp_path / "s"), tmp_path, *needles)
 
 
+def test_non_finite_samples_are_refused_before_writing(run, tmp_path, monkeypatch):
+    """A sampler that diverges (too strong a guidance, say) writes no files of NaN."""
+    import polydiff.cli.runs
+
+    real = polydiff.cli.runs.sample_run
+
+    def diverged(*args, **kwargs):
+        from polydiff.state import tree_map
+
+        x, layout, nfe = real(*args, **kwargs)
+        return tree_map(lambda t: t * float("nan"), x), layout, nfe
+
+    monkeypatch.setattr(polydiff.cli.runs, "sample_run", diverged)
+    out = tmp_path / "s"
+    before = tree_state(tmp_path)
+    result = _run("sample", run, "--steps", 2, "--out", out)
+    assert result.exit_code == 2 and "Traceback" not in result.output, result.output
+    # the sampler's progress lines come first; the error is the one line after them
+    last = result.stderr.strip().splitlines()[-1]
+    assert "non-finite" in last and "nothing was written" in last and "--steps" in last, last
+    assert tree_state(tmp_path) == before and not out.exists()
+
+
 def test_sample_out_that_is_a_file_fails_before_sampling(run, tmp_path):
     (tmp_path / "taken.png").write_bytes(b"png")
     assert_refused(lambda: _run("sample", run, "--out", tmp_path / "taken.png"), tmp_path,
