@@ -254,9 +254,13 @@ def completion(args) -> dict[str, Any]:
     refs, labels, ds = references(cfg, args.completion_n, seed=1)
     known = half_space(refs)
     rows = {}
-    for resample in (1, 4):
-        x = complete(points, cfg, denoiser, refs, known, steps=int(cfg["sample"]["steps"]), resample=resample)
-        rows[f"model (RePaint x{resample})"] = chamfer_pair(x, refs).tolist()
+    for spec in args.variants.split(","):
+        resample, _, weight = spec.partition(":")
+        w = float(cfg["sample"].get("imputation_guidance", 0.0)) if weight == "config" else float(weight or 0)
+        x = complete(points, cfg, denoiser, refs, known, steps=int(cfg["sample"]["steps"]),
+                     resample=int(resample), guidance=w)
+        name = f"model (RePaint x{resample}" + (f", reconstruction guidance {w:g})" if w else ")")
+        rows[name] = chamfer_pair(x, refs).tolist()
     rows["mirror the known half"] = chamfer_pair(mirror_baseline(refs, known), refs).tolist()
     points.write_inpainting(x[:16], refs[:16], known[:16], Path(args.run) / "bench-completion")
     per_class = {ds.classes[c]: [i for i, lab in enumerate(labels) if lab == c] for c in sorted(set(labels))}
@@ -340,8 +344,16 @@ def render(entries: dict[str, Any]) -> list[str]:
     if c:
         lines += ["### Completion of held-out shapes from their x > 0 half", "",
                   f"{c['n']} test clouds ({c['normalize']} normalisation); Chamfer distance of the completed cloud "
-                  "to the whole true cloud (lower is better).", "", "| method | mean CD |", "|---|---|"]
-        lines += [f"| {k} | {_mean(v):.4g} |" for k, v in c["cd"].items()]
+                  "to the whole true cloud (lower is better); per class, the mean over its clouds; the last "
+                  "column counts the clouds a method completes closer than the mirror does.", ""]
+        classes = list((c.get("per_class") or {}).items())
+        mirror = c["cd"].get("mirror the known half")
+        lines += ["| method | mean CD | " + " | ".join(k for k, _ in classes) + " | closer than the mirror |",
+                  "|---|---|" + "---|" * len(classes) + "---|"]
+        for k, v in c["cd"].items():
+            per = [f"{_mean([v[i] for i in idx]):.4g}" for _, idx in classes]
+            closer = "–" if mirror is None or v is mirror else f"{sum(a < b for a, b in zip(v, mirror, strict=True))} of {len(v)}"
+            lines.append(f"| {k} | {_mean(v):.4g} | " + " | ".join(per) + f" | {closer} |")
         lines += [""]
     lines += [f"<!-- points-bench-data {json.dumps(entries)} -->", END]
     return lines
@@ -378,6 +390,9 @@ def main() -> None:
     parser.add_argument("--emd-n", type=int, default=8, help="metrics: EMD pairs timed")
     parser.add_argument("--emd", default="off", help="quality: exact | approx | auto | off")
     parser.add_argument("--completion-n", type=int, default=32)
+    parser.add_argument("--variants", default="1:0,4:0,4:config",
+                        help="completion: RePaint rounds:reconstruction-guidance weight, comma-separated "
+                             "('config': the run's sample.imputation_guidance)")
     parser.add_argument("--quality-n", type=int, default=0, help="reference clouds (0: the test split)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--tmp", default="/tmp/points-bench")
