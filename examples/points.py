@@ -62,7 +62,9 @@ def main() -> None:
 
     clouds = refs[:8]
     known = half_space(clouds)
-    ours = complete(points, config, denoiser, clouds, known, steps=steps)
+    sc = config["sample"]  # the configured RePaint rounds and reconstruction guidance
+    ours = complete(points, config, denoiser, clouds, known, steps=steps,
+                    resample=int(sc["imputation_resample"]), guidance=float(sc["imputation_guidance"]))
     mirror = mirror_baseline(clouds, known)
     cd_ours = float(chamfer_pair(ours, clouds).mean())
     cd_mirror = float(chamfer_pair(mirror, clouds).mean())
