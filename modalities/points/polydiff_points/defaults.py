@@ -13,7 +13,7 @@ VALID = "valid"
 #: Speed: a step of the default network (batch 16, 512 points) costs 0.6-0.8 s of one thread
 #: eager and about 0.3 s compiled (inductor fuses its many per-neighbour operations), so the
 #: default compiles, for about a minute, and spends what that saves on steps: 1,400 of them stay
-#: within the 10-minute budget of `polydiff train` with its end-of-run samples (measured 516 CPU s
+#: within the 10-minute budget of `polydiff train` with its end-of-run samples (measured 516-540 CPU s
 #: end to end on a cold inductor cache; docs/benchmarks.md).
 DEFAULT_CONFIG: dict[str, dict[str, Any]] = {
     "data": {
