@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar
 
+from polydiff.config_schema import Setting
 from polydiff.protocol import Modality
 from polydiff_graphs.defaults import BUILTINS, DEFAULT_CONFIG
 
@@ -35,6 +36,12 @@ class GraphsModality(Modality):
     # the node count of each graph: it shapes the layout's mask (see read_condition); the network
     # takes its node mask (padding is at the end) and, optionally, a size embedding from it
     conditions: ClassVar[tuple[str, ...]] = ("nodes",)
+    config_schema: ClassVar[dict[str, dict[str, Setting]]] = {
+        "data": {
+            "sample_nodes_draw": Setting("str", "how samples take the training set's node counts",
+                                         choices=("proportional", "random")),
+        },
+    }
 
     def default_config(self) -> dict[str, dict[str, Any]]:
         return copy.deepcopy(DEFAULT_CONFIG)

@@ -83,6 +83,13 @@ def test_layout_draws_node_counts_from_the_training_set():
         modality.sample_layout(bad, 4, torch.Generator().manual_seed(0), dataset=ds)
 
 
+def test_node_draw_is_checked_with_the_config(tmp_path):
+    toml = tmp_path / "draw.toml"
+    toml.write_text('[data]\nsample_nodes_draw = "stratified"\n')
+    with pytest.raises(UserError, match=r'draw.toml: data.sample_nodes_draw = "stratified": expected "proportional"'):
+        resolve(modality, toml)
+
+
 def test_writer_round_trips_graphml(tmp_path):
     adj = torch.full((2, 4, 4), -0.7)
     adj[0, 0, 1] = adj[0, 1, 0] = adj[0, 1, 2] = adj[0, 2, 1] = 0.6
