@@ -222,7 +222,8 @@ def quality(args) -> dict[str, Any]:
     sample_s, sample_cpu_s = time.perf_counter() - t0, _cpu() - c0
     # the protocol of the normalisation mode (polydiff_points.evaluation); the samples as generated
     # too, the figure this table gave before the box protocol was followed
-    res = pointflow_metrics(as_references(x.float(), cfg), refs, emd=args.emd, progress=True)
+    measured = as_references(x.float(), cfg)
+    res = pointflow_metrics(measured, refs, emd=args.emd, progress=True)
     raw = pointflow_metrics(x.float(), refs, emd="off") if cfg["data"]["normalize"] == "box" else None
     # the floor: as many training clouds, scored the same way (what a perfect model would get)
     from polydiff_points.data import build_dataset
@@ -230,7 +231,7 @@ def quality(args) -> dict[str, Any]:
     train_ds = build_dataset("shapes" if not cfg["data"]["path"] else cfg["data"]["path"], cfg, "train")
     pick = torch.randperm(len(train_ds), generator=torch.Generator().manual_seed(2))[: len(refs)]
     floor = pointflow_metrics(torch.stack([train_ds.clouds[i] for i in pick]), refs, emd=args.emd)
-    nearest = chamfer_matrix(as_references(x.float(), cfg), refs).argmin(1)
+    nearest = chamfer_matrix(measured, refs).argmin(1)
     counts = {c: 0 for c in ds.classes}
     for i in nearest.tolist():
         counts[ds.classes[labels[i]]] += 1

@@ -19,6 +19,7 @@ from __future__ import annotations
 import errno
 import os
 import stat
+from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -105,15 +106,21 @@ def walk_files(
     # folders under links wait until the real tree is walked: a link to a folder that is also
     # reachable directly must not claim it first (the real path is the one to report)
     stack: list[Path] = [root]
-    linked: list[tuple[Path, tuple[int, int]]] = []  # in the order they were met
+    linked: deque[tuple[Path, tuple[int, int]]] = deque()  # in the order they were met
+
+    def first_visit(path: Path, key: tuple[int, int]) -> bool:
+        if key in seen:
+            walk.skipped.append(Skipped(path, "folder reached twice (a link cycle)"))
+            return False
+        seen.add(key)
+        return True
+
     while stack or linked:
         if not stack:
-            path, key = linked.pop(0)
-            if key in seen:
-                walk.skipped.append(Skipped(path, "folder reached twice (a link cycle)"))
-                continue
-            seen.add(key)
-            stack.append(path)
+            path, key = linked.popleft()
+            if first_visit(path, key):
+                stack.append(path)
+            continue
         folder = stack.pop()
         try:
             with os.scandir(folder) as it:
@@ -142,12 +149,8 @@ def walk_files(
                 key = (info.st_dev, info.st_ino)
                 if entry.is_symlink():
                     linked.append((path, key))
-                    continue
-                if key in seen:
-                    walk.skipped.append(Skipped(path, "folder reached twice (a link cycle)"))
-                    continue
-                seen.add(key)
-                subfolders.append(path)
+                elif first_visit(path, key):
+                    subfolders.append(path)
             elif wanted:
                 if stat.S_ISREG(mode):
                     walk.files.append(path)

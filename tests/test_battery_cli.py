@@ -232,9 +232,9 @@ def test_bad_sampling_option_is_one_line(run, tmp_path, args, needles):
 
 def test_non_finite_samples_are_refused_before_writing(run, tmp_path, monkeypatch):
     """A sampler that diverges (too strong a guidance, say) writes no files of NaN."""
-    import polydiff.cli.runs
+    import polydiff.generate
 
-    real = polydiff.cli.runs.sample_run
+    real = polydiff.generate.generate
 
     def diverged(*args, **kwargs):
         from polydiff.state import tree_map
@@ -242,7 +242,7 @@ def test_non_finite_samples_are_refused_before_writing(run, tmp_path, monkeypatc
         x, layout, nfe = real(*args, **kwargs)
         return tree_map(lambda t: t * float("nan"), x), layout, nfe
 
-    monkeypatch.setattr(polydiff.cli.runs, "sample_run", diverged)
+    monkeypatch.setattr(polydiff.generate, "generate", diverged)
     out = tmp_path / "s"
     before = tree_state(tmp_path)
     result = _run("sample", run, "--steps", 2, "--out", out)

@@ -108,12 +108,13 @@ def sample_run(
     from polydiff.cli.common import err_console
     from polydiff.generate import generate
     from polydiff.progress import StepProgress
+    from polydiff.state import leaves
 
     rounds = int(options.get("imputation_resample", 1)) if options.get("known") is not None else 1
     total = steps * max(1, rounds)  # RePaint repeats each step
     with torch.no_grad(), StepProgress(total, f"sample ({sampler})", console=err_console) as bar, \
             _out_of_memory_is_one_line(n):
-        return generate(
+        x, layout, nfe = generate(
             run.plugin,
             run.config,
             run.denoiser,
@@ -126,6 +127,15 @@ def sample_run(
             callback=lambda i, x, d: bar.advance(),
             **options,
         )
+    if not all(bool(torch.isfinite(t).all()) for t in leaves(x)):
+        # a diverged sampler (a reconstruction-guidance weight too large, say) would write files
+        # of NaN, or a report of NaN metrics: refused before `sample` or `evaluate` writes anything
+        hint = ("lower --recon-guidance (sample.imputation_guidance)"
+                if options.get("known") is not None and options.get("imputation_guidance") else
+                "try more --steps or another --sampler")
+        raise fail(f"{run.checkpoint}: the samples came out non-finite (NaN or inf), so nothing was "
+                   f"written; {hint}")
+    return x, layout, nfe
 
 
 @contextmanager

@@ -27,6 +27,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from polydiff_audio.audio_io import mel_amplitude
+
 __all__ = ["project_onto_mel", "refine_vocoder_estimate"]
 
 
@@ -43,8 +45,6 @@ def _filters(rate: int, n_fft: int, n_mels: int, f_min: float) -> tuple[Tensor, 
 def project_onto_mel(x: Tensor, mel: Tensor, data: Mapping[str, Any], iters: int) -> Tensor:
     """``iters`` projections of ``x`` ``(B, T)`` toward the normalised log-mel ``mel``
     ``(B, n_mels, frames)`` (module docstring); returns ``(B, T)``. 0 iterations: ``x``."""
-    from polydiff_audio.audio_io import mel_amplitude
-
     if iters <= 0:
         return x
     rate, n_fft, hop = int(data["sample_rate"]), int(data["n_fft"]), int(data["hop_length"])

@@ -76,6 +76,7 @@ class GraphsModality(Modality):
         import torch
 
         from polydiff.config import data_source
+        from polydiff.config_schema import check_value
         from polydiff.errors import UserError
         from polydiff.proportional import proportional_draw
         from polydiff_graphs.graphs import layout, node_counts_from_spec
@@ -89,14 +90,17 @@ class GraphsModality(Modality):
         else:
             ds = dataset if dataset is not None else self.build_dataset(data_source(data), config, "train")
             sizes = ds.node_counts() if hasattr(ds, "node_counts") else [ds[i]["x"]["nodes"].shape[0] for i in range(len(ds))]
-            how = str(data.get("sample_nodes_draw") or "proportional")
+            # a run recorded before the key existed gets today's default; an in-memory config
+            # that skipped `resolve` is checked against the same declaration
+            how = data.get("sample_nodes_draw") or DEFAULT_CONFIG["data"]["sample_nodes_draw"]
+            why = check_value(self.config_schema["data"]["sample_nodes_draw"], how)
+            if why:
+                raise UserError(f"data.sample_nodes_draw = {how!r}: {why}")
             if how == "proportional":
                 counts = proportional_draw(sizes, n, generator).tolist()
-            elif how == "random":
+            else:
                 idx = torch.randint(len(sizes), (n,), generator=generator).tolist()
                 counts = [sizes[i] for i in idx]
-            else:
-                raise UserError(f"data.sample_nodes_draw: expected 'proportional' or 'random', got {how!r}")
         return layout(counts, 1 + len(list(data.get("node_attributes") or [])))
 
     def null_condition(self, name: str, value: Any):

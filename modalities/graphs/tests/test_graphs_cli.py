@@ -59,6 +59,26 @@ def test_train_sample_with_node_count_and_evaluate(run, tmp_path):
         assert "Traceback" not in result.output and "node counts" in result.output
 
 
+def test_evaluate_refuses_non_finite_samples_and_writes_no_report(run, monkeypatch):
+    """Samples of a diverged sampler (here every leaf of the mapping state made NaN) give one line
+    and no report of NaN metrics."""
+    import polydiff.generate
+    from polydiff.state import tree_map
+
+    real = polydiff.generate.generate
+
+    def diverged(*args, **kwargs):
+        x, layout, nfe = real(*args, **kwargs)
+        return tree_map(lambda t: t * float("nan"), x), layout, nfe
+
+    monkeypatch.setattr(polydiff.generate, "generate", diverged)
+    result = CliRunner().invoke(app, ["evaluate", str(run), "--n", "4"])
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output
+    assert "non-finite" in result.stderr.strip().splitlines()[-1]
+    assert not (run / "eval").exists()
+
+
 def test_layout_draws_node_counts_from_the_training_set():
     cfg = resolve(modality)
     ds = modality.build_dataset("community-small", cfg, "train")
