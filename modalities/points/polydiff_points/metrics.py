@@ -212,14 +212,16 @@ EMD_APPROX_FROM = 1024
 
 
 def pointflow_metrics(samples: Tensor, refs: Tensor, *, emd: str = "auto", batch: int = 64,
-                      progress: bool = False) -> dict[str, float]:
+                      progress: bool = False, cd_refs: Tensor | None = None) -> dict[str, float]:
     """MMD, COV and 1-NNA with CD and EMD, and JSD, of ``samples`` against ``refs`` (both
     ``(n, N, 3)``, equal counts as the papers use). ``emd``: exact | approx | off | auto (exact
-    below :data:`EMD_APPROX_FROM` points, approx from there)."""
+    below :data:`EMD_APPROX_FROM` points, approx from there). ``cd_refs``: the references' own
+    Chamfer matrix when already computed (it depends on ``refs`` alone, so several sample sets
+    scored against one reference set share it)."""
     out: dict[str, float] = {}
     show = (lambda s: s) if progress else (lambda s: None)
     m_rs = chamfer_matrix(refs, samples, batch, show("CD ref x sample"))
-    m_rr = chamfer_matrix(refs, None, batch, show("CD ref x ref"))
+    m_rr = chamfer_matrix(refs, None, batch, show("CD ref x ref")) if cd_refs is None else cd_refs
     m_ss = chamfer_matrix(samples, None, batch, show("CD sample x sample"))
     cov, mmd = cov_mmd(m_rs.t())
     out.update({"MMD-CD": mmd, "COV-CD": cov, "1-NNA-CD": one_nn_accuracy(m_rr, m_rs, m_ss)})

@@ -107,6 +107,16 @@ def test_suite_on_identical_sets():
     assert out["JSD"] == pytest.approx(0, abs=1e-12)
 
 
+def test_a_shared_reference_matrix_gives_the_same_scores():
+    g = torch.Generator().manual_seed(1)
+    refs, samples = torch.randn(2, 7, 24, 3, generator=g)
+    fresh = pointflow_metrics(samples, refs, emd="off")
+    shared = pointflow_metrics(samples, refs, emd="off", cd_refs=chamfer_matrix(refs))
+    assert shared == fresh
+    wrong = pointflow_metrics(samples, refs, emd="off", cd_refs=torch.zeros(7, 7))
+    assert wrong["1-NNA-CD"] != fresh["1-NNA-CD"]  # the matrix given is the one used
+
+
 def test_box_protocol_normalises_samples_like_the_references():
     """Under box normalisation the samples go through the references' per-shape normalisation
     (DPM/LION's protocol), so a reference grown by 30 % and moved is its twin again; under global
