@@ -118,7 +118,8 @@ def evaluate_graphs(
     """Every number of the tables for one generated set: ``{protocol}/{statistic}`` squared MMDs
     against ``test``; with ``train`` and ``floor``, ``reference/...`` the same for the training
     set (the floor) and ``{protocol}/{statistic}_ratio`` (ours over the floor); ``unique``,
-    ``novel`` (needs ``train``), and for ``validity`` in ("planar", "sbm") ``valid`` and ``vun``.
+    ``novel`` (needs ``train``), ``connected`` (the share of samples in one piece), and for
+    ``validity`` in ("planar", "sbm") ``valid`` and ``vun``.
     ``stats``: the statistics to compare (default all; orbit counting is slow on dense graphs).
     Under a protocol in ``DROPS_ISOLATES`` (GDSS's) the generated graphs' isolated nodes are
     dropped first, as that protocol's code does."""
@@ -152,6 +153,8 @@ def evaluate_graphs(
         out["valid"] = float(np.mean(valid))
         if nov is not None:
             out["vun"] = float(np.mean([v and u and n for v, u, n in zip(valid, uniq, nov, strict=True)]))
+    # every data set here is connected; a model that misses one joining edge shows up here first
+    out["connected"] = float(np.mean([g.number_of_nodes() > 0 and nx.is_connected(g) for g in generated]))
     out["nodes_mean"] = float(np.mean([g.number_of_nodes() for g in generated]))
     out["edges_mean"] = float(np.mean([g.number_of_edges() for g in generated]))
     return out

@@ -103,6 +103,9 @@ def test_evaluate_graphs_floor_and_ratio():
     sample = train[:20]
     firsts = [i for i, g in enumerate(sample) if not any(nx.is_isomorphic(g, h) for h in sample[:i])]
     assert out["novel"] == pytest.approx(0.0) and out["unique"] == pytest.approx(len(firsts) / 20)
+    assert out["connected"] == 1.0  # every community-small graph is joined
+    split = [nx.disjoint_union(g, nx.path_graph(2)) for g in train[:5]] + train[5:20]
+    assert evaluate_graphs(split, test, None, protocols=("gdss",), stats=("degree",))["connected"] == 0.75
 
 
 def test_gdss_protocol_drops_isolated_nodes_of_samples_as_gdss_does():
