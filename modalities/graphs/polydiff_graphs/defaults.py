@@ -43,6 +43,9 @@ DEFAULT_CONFIG: dict[str, dict[str, Any]] = {
         # probability (polydiff_graphs.network)
         "features": "raw",
         "size_embedding": False,  # the node count as a global input beside the noise level
+        # personalised-PageRank proximity of the soft adjacency as one more pair and node
+        # channel, with this damping (0: off); polydiff_graphs.network
+        "reach": 0.0,
     },
     "param": {"sigma_data": 1.0},  # see ADJ_SCALE: unit scale per noise-space coordinate
     # Training noise levels centred on sigma = 1 (EDM's -1.2 suits images with sigma_data 0.5):

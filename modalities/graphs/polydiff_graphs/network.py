@@ -16,6 +16,16 @@ first maps it to the posterior edge probability of an entry seen alone under a f
 ``tau^2 = sigma^2 / 2`` -- a soft {0, 1} adjacency whose powers count walks (common neighbours,
 triangles) as the clustering and orbit statistics do, and stay bounded at every noise level. It
 needs sigma, which it recovers from ``c_noise = ln(sigma) / 4`` (the EDM and VE SDEs).
+
+Reach (``reach``, a damping ``alpha`` in (0, 1); 0 is off): the personalised-PageRank proximity
+``(1 - alpha) (I - alpha D^-1/2 S D^-1/2)^-1`` of the soft adjacency ``S``, one more pair channel
+(times the node count) and its diagonal a node channel. Walks of every length count, so a pair in
+two parts that no edge joins scores exactly 0 and one bridge makes every pair across it
+positive. Why: community-small's graphs are two dense blocks joined by one edge in 89 of 100
+graphs; powers up to 3 barely see whether the blocks are already joined, so a network that scores
+the cross pairs one by one places Poisson-many bridges, and zero of them leaves the sample
+disconnected (20 % of samples before this channel). ``linalg.solve`` keeps it differentiable
+everywhere (eigenvector features would break at repeated eigenvalues), so likelihoods stay exact.
 """
 
 from __future__ import annotations
@@ -27,13 +37,23 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-__all__ = ["GraphScoreNet", "build_network", "node_mask_from_input"]
+__all__ = ["GraphScoreNet", "build_network", "node_mask_from_input", "reach"]
 
 
 def node_mask_from_input(x: Mapping[str, Tensor]) -> Tensor:
     """``(B, N)`` float mask: nodes with any nonzero entry in their features or adjacency row."""
     nodes, adj = x["nodes"], x["adjacency"]
     return ((nodes.abs().sum(-1) > 0) | (adj.abs().sum(-1) > 0)).to(nodes.dtype)
+
+
+def reach(soft: Tensor, alpha: float) -> Tensor:
+    """Personalised-PageRank proximity ``(B, N, N)`` of a soft adjacency in [0, 1] (module
+    docstring); a node with no weight (padding) reaches only itself."""
+    n = soft.shape[-1]
+    dinv = (soft.sum(-1) + 1e-3).rsqrt()  # the 1e-3 keeps isolated and padded nodes finite
+    a_hat = dinv[..., None] * soft * dinv[..., None, :]
+    eye = torch.eye(n, dtype=soft.dtype, device=soft.device).expand_as(soft)
+    return (1 - alpha) * torch.linalg.solve(eye - alpha * a_hat, eye)
 
 
 class NoiseEmbedding(nn.Module):
@@ -106,10 +126,13 @@ class GraphScoreNet(nn.Module):
 
     def __init__(self, node_features: int = 1, hidden: int = 64, edge_hidden: int = 32,
                  layers: int = 4, heads: int = 4, powers: int = 3, features: str = "raw",
-                 sigma_data: float = 1.0, size_embedding: bool = False):
+                 sigma_data: float = 1.0, size_embedding: bool = False, reach: float = 0.0):
         super().__init__()
         if features not in ("raw", "soft"):
             raise ValueError(f"model.features must be 'raw' or 'soft', got {features!r}")
+        if not 0.0 <= reach < 1.0:
+            raise ValueError(f"model.reach must be in [0, 1), got {reach}")
+        self.reach = float(reach)
         self.powers = int(powers)
         self.features = features
         self.sigma_data = float(sigma_data)
@@ -119,9 +142,10 @@ class GraphScoreNet(nn.Module):
         # takes is a property of the whole graph that masked attention averages away
         self.size_embed = nn.Sequential(nn.Linear(2, hidden), nn.SiLU(), nn.Linear(hidden, hidden)) if size_embedding else None
         # node inputs: features, degree, closed walks of length 2..powers (+ the raw degree if soft)
-        self.node_in = nn.Linear(node_features + self.powers + int(soft), hidden)
-        # pair inputs: the powers, the pair mask (+ the raw noisy entry if soft)
-        self.edge_in = nn.Linear(self.powers + 1 + int(soft), edge_hidden)
+        extra = int(soft) + int(self.reach > 0)
+        self.node_in = nn.Linear(node_features + self.powers + extra, hidden)
+        # pair inputs: the powers, the pair mask (+ the raw noisy entry if soft, + the reach)
+        self.edge_in = nn.Linear(self.powers + 1 + extra, edge_hidden)
         self.layers = nn.ModuleList(GraphAttentionLayer(hidden, edge_hidden, heads) for _ in range(layers))
         self.edge_out = nn.Sequential(nn.LayerNorm(edge_hidden), nn.Linear(edge_hidden, edge_hidden), nn.SiLU(),
                                       nn.Linear(edge_hidden, 1))
@@ -148,18 +172,26 @@ class GraphScoreNet(nn.Module):
         eye = torch.eye(adj.shape[-1], dtype=torch.bool, device=adj.device)
         count = m.sum(1).clamp_min(1)[:, None, None]
         base = adj
+        soft = None
+        if self.features == "soft" or self.reach > 0:
+            soft = self.soft_adjacency(adj, c_noise).masked_fill(eye, 0.0) * pm
         if self.features == "soft":
-            base = self.soft_adjacency(adj, c_noise).masked_fill(eye, 0.0) * pm
+            base = soft
         # powers, divided by the node count so walks stay O(1)
         mats, p = [base], base
         for _ in range(self.powers - 1):
             p = (p @ base) / count
             mats.append(p)
-        e = torch.stack(mats + [pm] + ([adj] if self.features == "soft" else []), -1)
+        pair_extra = [adj] if self.features == "soft" else []
         diag = [torch.diagonal(a, dim1=-2, dim2=-1) for a in mats[1:]]
         node_extra = [base.sum(-1) / count[..., 0]] + diag
         if self.features == "soft":
             node_extra.append(adj.sum(-1) / count[..., 0])
+        if self.reach > 0:
+            r = reach(soft, self.reach)
+            pair_extra.append(r * count * pm)  # O(1): a node's row sums to 1
+            node_extra.append(torch.diagonal(r, dim1=-2, dim2=-1) * m)
+        e = torch.stack(mats + [pm] + pair_extra, -1)
         h = self.node_in(torch.cat([feats, torch.stack(node_extra, -1)], -1)) * m[..., None]
         e = self.edge_in(e) * pm[..., None]
         t = self.embed(c_noise)
@@ -189,4 +221,5 @@ def build_network(config: Mapping[str, Any]) -> GraphScoreNet:
         features=str(model.get("features", "raw")),
         sigma_data=float((config.get("param") or {}).get("sigma_data", 1.0)),
         size_embedding=bool(model.get("size_embedding", False)),
+        reach=float(model.get("reach", 0.0)),
     )

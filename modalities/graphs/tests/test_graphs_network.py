@@ -1,5 +1,6 @@
 """The score network: equivariance under node permutations, padding, the noise space."""
 
+import pytest
 import torch
 from polydiff_graphs import modality
 from polydiff_graphs.graphs import collate
@@ -111,3 +112,43 @@ def test_soft_adjacency_is_the_posterior_edge_probability():
     like_edge = torch.exp(-((raw - a) ** 2) / (2 * var))
     like_none = torch.exp(-((raw + a) ** 2) / (2 * var))
     torch.testing.assert_close(p, like_edge / (like_edge + like_none))
+
+
+def test_reach_is_zero_across_unjoined_parts_and_the_pagerank_closed_form():
+    from polydiff_graphs.network import reach
+
+    a = torch.zeros(1, 7, 7, dtype=torch.float64)  # two triangles, then a padded node
+    for i, j in [(0, 1), (1, 2), (0, 2), (3, 4), (4, 5), (3, 5)]:
+        a[0, i, j] = a[0, j, i] = 1.0
+    apart = reach(a, 0.9)
+    assert apart[0, :3, 3:6].abs().max() == 0  # no walk crosses: exactly 0
+    # a triangle alone: D^-1/2 A D^-1/2 = (J - I) / 2, so the proximity is solvable by hand
+    d = 2 + 1e-3
+    tri = (1 - 0.9) * torch.linalg.inv(torch.eye(3, dtype=torch.float64) - 0.9 * (a[0, :3, :3] / d))
+    torch.testing.assert_close(apart[0, :3, :3], tri)
+    assert apart[0, 6, 6] == pytest.approx(0.1) and apart[0, 6, :6].abs().max() == 0  # padding
+    joined = a.clone()
+    joined[0, 2, 3] = joined[0, 3, 2] = 1.0
+    assert (reach(joined, 0.9)[0, :3, 3:6] > 1e-3).all()  # one bridge reaches every cross pair
+
+
+def test_reach_channel_is_equivariant_and_differentiable():
+    torch.manual_seed(0)
+    net = GraphScoreNet(hidden=16, edge_hidden=8, layers=2, heads=2, reach=0.9).double()
+    for p in net.parameters():
+        torch.nn.init.normal_(p, std=0.3)
+    batch = _batch()
+    x = {k: v.double().requires_grad_(True) for k, v in _noisy(batch).items()}
+    c = torch.tensor([0.1, -0.3, 0.5], dtype=torch.float64)
+    out = net(x, c)
+    n = int(batch.mask["nodes"][0].sum())
+    perm = torch.arange(x["nodes"].shape[1])
+    perm[:n] = torch.randperm(n, generator=torch.Generator().manual_seed(1))
+    xp = {"nodes": x["nodes"][:, perm], "adjacency": x["adjacency"][:, perm][:, :, perm]}
+    outp = net(xp, c)
+    torch.testing.assert_close(outp["adjacency"][0], out["adjacency"][0][perm][:, perm])
+    # likelihoods differentiate the network in its input: the solve keeps that finite
+    grad = torch.autograd.grad(out["adjacency"].sum(), x["adjacency"])[0]
+    assert torch.isfinite(grad).all() and grad.abs().max() > 0
+    with pytest.raises(ValueError, match="model.reach"):
+        GraphScoreNet(reach=1.0)
