@@ -189,7 +189,7 @@ class GraphScoreNet(nn.Module):
             node_extra.append(adj.sum(-1) / count[..., 0])
         if self.reach > 0:
             r = reach(soft, self.reach)
-            pair_extra.append(r * count * pm)  # O(1): a node's row sums to 1
+            pair_extra.append(r * count * pm)  # entries are O(1 / n): scaled to O(1) as the powers are
             node_extra.append(torch.diagonal(r, dim1=-2, dim2=-1) * m)
         e = torch.stack(mats + [pm] + pair_extra, -1)
         h = self.node_in(torch.cat([feats, torch.stack(node_extra, -1)], -1)) * m[..., None]
@@ -210,6 +210,10 @@ def build_network(config: Mapping[str, Any]) -> GraphScoreNet:
     from polydiff_graphs.defaults import DEFAULT_CONFIG
 
     model = {**DEFAULT_CONFIG["model"], **(config.get("model") or {})}
+    if not 0.0 <= float(model.get("reach", 0.0)) < 1.0:
+        from polydiff.errors import UserError
+
+        raise UserError(f"model.reach = {model['reach']}: must be in [0, 1) (0 is off)")
     attributes = list((config.get("data") or {}).get("node_attributes") or [])
     return GraphScoreNet(
         node_features=1 + len(attributes),

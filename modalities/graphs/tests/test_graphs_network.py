@@ -152,3 +152,10 @@ def test_reach_channel_is_equivariant_and_differentiable():
     assert torch.isfinite(grad).all() and grad.abs().max() > 0
     with pytest.raises(ValueError, match="model.reach"):
         GraphScoreNet(reach=1.0)
+    from polydiff_graphs.network import build_network
+
+    from polydiff.errors import UserError
+
+    with pytest.raises(UserError, match=r"model.reach = 1.5: must be in \[0, 1\)"):
+        build_network(resolve(modality, overrides={"model": {"reach": 1.5}}))
+    assert build_network(resolve(modality, overrides={"model": {"reach": 0.5}})).reach == 0.5
