@@ -118,12 +118,13 @@ def run_seed(args: argparse.Namespace, source: str, seed: int, out: Path) -> dic
     device = torch.device(auto if args.device == "auto" else args.device)
     denoiser.to(device).eval()
     validity = args.dataset if args.dataset in ("planar", "sbm") else None
+    options = sampler_options(args.sampler_option)
     reference, train_graphs = test.networkx(), train_set.networkx()
 
     def sample_and_score(sample_seed: int, floor: bool = True) -> tuple[dict[str, float], float, int]:
         t1 = time.perf_counter()
         x, layout, nfe = generate(graphs, config, denoiser, n=len(test), sampler=sampler, steps=sample_steps,
-                                  seed=sample_seed, device=device, dataset=train_set)
+                                  seed=sample_seed, device=device, dataset=train_set, **options)
         sample_s = time.perf_counter() - t1
         generated = decode({k: v.cpu() for k, v in x.items()}, {k: v.cpu() for k, v in layout.mask.items()})
         # counting 4-node orbits by enumeration explodes on dense graphs (an undertrained model's
@@ -137,19 +138,34 @@ def run_seed(args: argparse.Namespace, source: str, seed: int, out: Path) -> dic
         return scores, sample_s, nfe
 
     out = {"seed": seed, "steps": result.steps, "train_wall_s": train_wall, "train_cpu_s": train_cpu,
-           "sampler": sampler, "sample_steps": sample_steps, "n": len(test),
+           "sampler": sampler, "sample_steps": sample_steps, "sampler_options": options, "n": len(test),
            "node_draw": str(config["data"].get("sample_nodes_draw") or "proportional")}
     if args.sampling_seeds:  # model selection: one checkpoint scored from many sampling seeds
         first, _, last = args.sampling_seeds.partition(":")
         # the floor is the same for every sampling seed: not recomputed (nor needed) here
         per_seed = [sample_and_score(s, floor=False)[0] for s in range(int(first), int(last))]
         out["sampling_seeds"] = args.sampling_seeds
+        out["per_seed"] = per_seed  # settings compared seed by seed share each seed's node counts
         out["scores"] = {k: statistics.mean(r[k] for r in per_seed) for k in per_seed[0]}
         out["scores_std"] = {k: statistics.stdev(r[k] for r in per_seed) for k in per_seed[0]} \
             if len(per_seed) > 1 else {}
         return out
     scores, sample_s, nfe = sample_and_score(seed)
     return {**out, "load": os.getloadavg()[0], "sample_s": sample_s, "nfe": nfe, "scores": scores}
+
+
+def sampler_options(pairs: list[str]) -> dict[str, Any]:
+    """``["snr=0.05", "n_corrector=1"]`` -> keyword arguments of the sampler (numbers parsed)."""
+    options: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise SystemExit(f"--sampler-option {pair!r}: expected KEY=VALUE")
+        try:
+            options[key] = json.loads(value)
+        except json.JSONDecodeError:
+            options[key] = value
+    return options
 
 
 #: how the samples' node counts were chosen (runs saved before the setting existed drew them at random)
@@ -258,6 +274,8 @@ def main(argv: list[str] | None = None) -> None:
                         help="hold out this many training graphs and score on them instead of the test set")
     parser.add_argument("--sampler", default="", help="default: the config's sample.sampler")
     parser.add_argument("--sample-steps", type=int, default=0, help="default: the config's sample.steps")
+    parser.add_argument("--sampler-option", action="append", default=[], metavar="KEY=VALUE",
+                        help="a keyword of the sampler, e.g. snr=0.05 for pc (repeatable)")
     parser.add_argument("--node-draw", default="", choices=["", "proportional", "random"],
                         help="the samples' node counts: in the training set's exact proportions, or drawn "
                              "at random from it as GDSS and DiGress do (default: the config's)")

@@ -21,6 +21,7 @@ edge_hidden = 8
 layers = 1
 heads = 2
 powers = 2
+reach = 0.5  # the optional reach channel, end to end through train, sample and evaluate
 [train]
 steps = 3
 batch_size = 8
@@ -45,6 +46,7 @@ def run(graphs_registry, tmp_path):
 
 def test_train_sample_with_node_count_and_evaluate(run, tmp_path):
     assert (run / "samples" / "samples.png").is_file()
+    assert json.loads((run / "config.json").read_text())["config"]["model"]["reach"] == 0.5
     out = tmp_path / "seven"
     result = CliRunner().invoke(app, ["sample", str(run), "--cond", "nodes=7,9", "--out", str(out), "--n", "3"])
     assert result.exit_code == 0, result.output
