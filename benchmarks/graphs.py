@@ -313,7 +313,9 @@ def main(argv: list[str] | None = None) -> None:
             write_docs(entries)
         return
     runs = []
-    for seed in ([args.seed] if args.seed is not None else range(args.seeds)):
+    # one checkpoint is scored once (its sampling seed: --seed, else 0), not once per training seed
+    seeds = [args.seed] if args.seed is not None else [0] if args.eval_run else range(args.seeds)
+    for seed in seeds:
         r = run_seed(args, source, seed, args.out / args.dataset)
         s = r["scores"]
         if args.sampling_seeds:
