@@ -143,8 +143,9 @@ def test_presets_resolve_to_valid_configurations():
     for path in presets:
         cfg = resolve(polydiff_graphs.modality, config_file=path)
         assert cfg["data"]["dataset"] == path.stem
-        if path.stem == "community-small":  # the benchmark row: the default network, trained longer
+        if path.stem == "community-small":  # the benchmark row: the default network + reach, trained longer
             assert cfg["model"]["features"] == "raw" and cfg["train"]["lr_schedule"] == "cosine"
+            assert cfg["model"]["reach"] == 0.9
             assert cfg["sample"]["sampler"] == "ddpm" and cfg["sample"]["steps"] == 400
         else:
             assert cfg["model"]["features"] == "soft" and cfg["model"]["size_embedding"] is True
