@@ -345,6 +345,8 @@ def make_entry(args: argparse.Namespace, described: str, runs: list[dict[str, An
     loads = [r["load"] for r in runs if "load" in r] or [os.getloadavg()[0]]
     preset = f" with the preset `{args.config}`" if args.config else " with the default configuration"
     sampler = f"{r0.get('sampler', args.sampler)} {r0.get('sample_steps', args.sample_steps)} steps"
+    if r0.get("sampler_options"):
+        sampler += " (" + ", ".join(f"{k}={v}" for k, v in r0["sampler_options"].items()) + ")"
     # runs saved before the setting existed drew node counts at random
     draw = ", " + DRAWS[r0.get("node_draw", "random")]
     setting = (f"{r0['steps']} training steps per seed{preset} on {args.device} ({platform.processor() or platform.machine()}, "
