@@ -41,6 +41,10 @@ class GraphsModality(Modality):
             "sample_nodes_draw": Setting("str", "how samples take the training set's node counts",
                                          choices=("proportional", "random")),
         },
+        "model": {
+            "reach": Setting("float", "damping of the personalised-PageRank channel (0: off)",
+                             minimum=0.0, maximum=1.0, exclusive_maximum=True),
+        },
     }
 
     def default_config(self) -> dict[str, dict[str, Any]]:

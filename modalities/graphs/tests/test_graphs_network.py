@@ -156,6 +156,6 @@ def test_reach_channel_is_equivariant_and_differentiable():
 
     from polydiff.errors import UserError
 
-    with pytest.raises(UserError, match=r"model.reach = 1.5: must be in \[0, 1\)"):
+    with pytest.raises(UserError, match=r"model.reach = 1.5: expected \[0, 1\)"):
         build_network(resolve(modality, overrides={"model": {"reach": 1.5}}))
     assert build_network(resolve(modality, overrides={"model": {"reach": 0.5}})).reach == 0.5
