@@ -157,6 +157,8 @@ CORE_DEFAULTS: dict[str, dict[str, Any]] = {
         "precision": "auto",  # auto | fp32 | bf16 (auto: bf16 on CUDA, fp32 on CPU)
         "compile": False,  # torch.compile the training forward
         "channels_last": "auto",  # true | false | "auto" (CUDA + 2-D convolutions)
+        # local data-parallel processes `polydiff train` starts (capped by cores, or GPUs on CUDA)
+        "processes": 1,
         "dist_backend": "auto",  # torch.distributed backend: auto (nccl on CUDA, gloo) | nccl | gloo
         # checkpoints and observability
         "keep_last": 2,  # step checkpoints kept, besides the best one
@@ -266,6 +268,8 @@ SCHEMA: dict[str, dict[str, Setting]] = {
             pattern=DEVICE_PATTERN,
         ),
         "threads": _int("CPU threads of torch (0: torch's default)", 0),
+        "processes": _int("local data-parallel processes of `polydiff train` (capped by the cores, "
+                          "or the GPUs on CUDA; ignored under torchrun)", 1),
         "optimizer": _choice("the optimizer (fused kernels on CUDA)", "adamw", "adam"),
         "eps": _float("Adam ε", 0, above=True),
         "lr_schedule": _choice(

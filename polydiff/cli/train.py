@@ -22,6 +22,7 @@ def _overrides(
     seed: int | None,
     precision: str | None = None,
     compile_: bool | None = None,
+    processes: int | None = None,
 ) -> dict[str, dict[str, Any]]:
     out: dict[str, dict[str, Any]] = {"train": {}, "data": {}}
     if data is not None:
@@ -33,6 +34,7 @@ def _overrides(
         ("seed", seed),
         ("precision", precision),
         ("compile", compile_),
+        ("processes", processes),
     )
     for key, value in pairs:
         if value is not None:
@@ -77,6 +79,11 @@ def train_command(
         typer.Option("--skip-bad", help="Skip unreadable data files (counted and named in the "
                      "summary) instead of stopping at the first."),
     ] = False,
+    processes: Annotated[
+        int | None,
+        typer.Option(min=1, help="Data-parallel processes on this machine (train.processes; "
+                     "capped by the cores, or the GPUs on CUDA)."),
+    ] = None,
 ) -> None:
     """Train a diffusion model; writes config, checkpoints, metrics and samples to the run folder.
 
@@ -85,7 +92,7 @@ def train_command(
     """
     try:
         _train(modality, data, config, out, steps, batch_size, device, seed, resume, precision,
-               compile_, skip_bad)
+               compile_, skip_bad, processes)
     except BaseException:
         _cleanup(finished=False)
         raise
@@ -117,6 +124,7 @@ def _train(
     precision: str | None,
     compile_: bool | None,
     skip_bad: bool = False,
+    processes: int | None = None,
 ) -> None:
     main = os.environ.get("RANK", "0") == "0"
     with user_errors():
@@ -132,7 +140,9 @@ def _train(
             if (resume / DISTILL_FILE).is_file():
                 raise fail(f"{resume}: a distilled student; continue it with: polydiff distill {resume} --resume")
             cfg, name, plugin = open_record(resume)
-            for key, value in (("steps", steps), ("precision", precision), ("compile", compile_)):
+            pairs = (("steps", steps), ("precision", precision), ("compile", compile_),
+                     ("processes", processes))
+            for key, value in pairs:
                 if value is not None:
                     cfg["train"][key] = value
             if skip_bad:
@@ -148,10 +158,10 @@ def _train(
             from polydiff.config import resolve
 
             if data is not None and data in tuple(getattr(plugin, "builtin_datasets", ())):
-                over = _overrides(None, steps, batch_size, device, seed, precision, compile_)
+                over = _overrides(None, steps, batch_size, device, seed, precision, compile_, processes)
                 over["data"]["dataset"] = data
             else:
-                over = _overrides(data, steps, batch_size, device, seed, precision, compile_)
+                over = _overrides(data, steps, batch_size, device, seed, precision, compile_, processes)
             if skip_bad:
                 over["data"]["skip_bad"] = True
             cfg = resolve(plugin, config, over)
@@ -163,6 +173,20 @@ def _train(
         if sc.get("inpaint_sampler"):
             check_sampler(str(sc["inpaint_sampler"]), f"{source}: sample.inpaint_sampler")
         check_device(str(cfg["train"]["device"]))
+
+        from polydiff.cli.launch import launch, processes_for
+
+        n = processes_for(cfg["train"])
+        if n > 1:  # this process starts the ranks and waits; rank 0 reports
+            params = {"modality": modality, "data": data, "config": config and str(config),
+                      "out": None if resume is not None else str(run_dir), "steps": steps,
+                      "batch_size": batch_size, "device": device, "seed": seed,
+                      "resume": resume and str(resume), "precision": precision,
+                      "compile_": compile_, "skip_bad": skip_bad, "processes": processes}
+            code = launch(n, params)
+            if code:
+                raise typer.Exit(code)
+            return
 
         from polydiff import distributed
         from polydiff.train import train

@@ -1,12 +1,21 @@
 """Train, sample, complete and evaluate through the command line, on a tiny model and 64 points."""
 
+import json
+import os
+import signal
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 from typer.testing import CliRunner
 
 from polydiff.cli import app
+from polydiff.cli.launch import available_workers
+from polydiff.train import read_metrics
 
 runner = CliRunner()
+OUTPUT: dict[str, str] = {}
 
 TOML = """
 [data]
@@ -37,7 +46,40 @@ def run_dir(tmp_path_factory):
     result = runner.invoke(app, ["train", "--modality", "points", "--config", str(root / "tiny.toml"),
                                  "--out", str(out)])
     assert result.exit_code == 0, result.output
+    OUTPUT["train"] = result.output
     return out
+
+
+def test_the_default_trains_on_two_processes(run_dir):
+    """The points default sets train.processes = 2: one command, two data-parallel ranks, one
+    report (rank 0's), one run folder with every step."""
+    cfg = json.loads((run_dir / "config.json").read_text())
+    assert cfg.get("config", cfg)["train"]["processes"] == 2
+    two = available_workers("cpu") >= 2
+    assert ("on 2 processes" in OUTPUT["train"]) == two
+    assert OUTPUT["train"].count("done") == 1 and "Traceback" not in OUTPUT["train"]
+    assert [r["step"] for r in read_metrics(run_dir / "metrics.jsonl")][-1] == 3
+
+
+def test_sigterm_reaches_the_ranks_and_saves_a_checkpoint(tmp_path):
+    (tmp_path / "tiny.toml").write_text(TOML)
+    out = tmp_path / "run"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "polydiff", "train", "-m", "points", "--config", str(tmp_path / "tiny.toml"),
+         "--out", str(out), "--steps", "100000", "--processes", "2"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=dict(os.environ, COLUMNS="200"))
+    try:
+        for line in proc.stderr:  # the first progress line: the ranks are training
+            if line.startswith("train:"):
+                break
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert proc.returncode == 143, err
+    assert "stopped: SIGTERM" in err and "Traceback" not in err
+    step = json.loads((out / "checkpoints" / "latest.json").read_text())["step"]
+    assert 0 < step < 100000
 
 
 def _read_ply(path):
