@@ -40,3 +40,21 @@ def test_available_workers_counts_usable_cores_on_cpu():
 
 def test_a_signal_killed_rank_reports_128_plus_the_signal():
     assert launch._status(-15) == 143 and launch._status(2) == 2 and launch._status(0) == 0
+
+
+def test_a_rank_failing_alone_stops_the_others_and_is_reported(monkeypatch, capsys):
+    import subprocess
+    import sys
+    import tempfile
+
+    monkeypatch.setattr(launch, "GRACE_S", 0.3)
+    stuck = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    log = tempfile.TemporaryFile()
+    failing = subprocess.Popen([sys.executable, "-c", "import sys; print('error: rank 1 broke'); sys.exit(3)"],
+                               stdout=log, stderr=log)
+    try:
+        assert launch._wait([stuck, failing], [None, log]) == 3
+    finally:
+        stuck.kill()
+    assert stuck.returncode is not None  # rank 0 was stopped, not left to hang in a collective
+    assert "rank 1 broke" in capsys.readouterr().err

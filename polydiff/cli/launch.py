@@ -142,25 +142,31 @@ def _relay(pipe: IO[bytes], name: str) -> None:
 
 
 def _wait(procs: list[subprocess.Popen], logs: list[IO[bytes] | None]) -> int:
+    """Wait for every rank; the exit status to end with (rank 0's, or the failed rank's)."""
+    # once a rank has failed the others usually fail at their next collective; one stuck in it is
+    # asked to stop after GRACE_S, and killed after twice that
     failed_at: float | None = None
+    asked: set[int] = set()
     while any(p.poll() is None for p in procs):
         if failed_at is None and any(p.returncode not in (None, 0) for p in procs):
             failed_at = time.monotonic()
-        if failed_at is not None and time.monotonic() - failed_at > GRACE_S:
-            for p in procs:
-                if p.poll() is None:
-                    p.terminate()
-            break
+        waited = 0.0 if failed_at is None else time.monotonic() - failed_at
+        for rank, p in enumerate(procs):
+            if p.poll() is None and waited > 2 * GRACE_S:
+                p.kill()
+            elif p.poll() is None and waited > GRACE_S and rank not in asked:
+                p.terminate()
+                asked.add(rank)
         time.sleep(0.1)
     codes = [p.wait() for p in procs]
-    if codes[0] != 0:
+    if codes[0] != 0 and 0 not in asked:  # rank 0 failed on its own and said why
         return _status(codes[0])
     for code, log in zip(codes[1:], logs[1:], strict=True):
-        if code != 0 and log is not None:  # rank 0 ended well and said nothing of this: show it
+        if code != 0 and log is not None:  # rank 0 ended well, or was stopped: show this rank's why
             log.seek(0)
             sys.stderr.write(log.read().decode(errors="replace")[-4000:])
             return _status(code)
-    return 0
+    return _status(codes[0])
 
 
 def _status(code: int) -> int:
