@@ -74,16 +74,18 @@ def _die_with_parent() -> None:
         pass
 
 
-def launch(n: int, params: Mapping[str, Any]) -> int:
+def launch(n: int, params: Mapping[str, Any], resolved: Mapping[str, Any]) -> int:
     """Run ``polydiff train`` with ``params`` (the command's own keyword arguments) as ``n``
-    data-parallel ranks on this machine; returns the exit status to end with."""
+    data-parallel ranks on this machine, each training the configuration ``resolved`` here (not
+    re-resolved from the files, which could have changed, nor from defaults this process may have
+    adjusted); returns the exit status to end with."""
     port = _free_port()
     procs: list[subprocess.Popen] = []
     logs: list[IO[bytes] | None] = []
     for rank in range(n):
         env = dict(os.environ, RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(n),
                    LOCAL_WORLD_SIZE=str(n), MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-        env[PARAMS_ENV] = json.dumps(dict(params))
+        env[PARAMS_ENV] = json.dumps({"params": dict(params), "resolved": resolved})
         env.setdefault("OMP_NUM_THREADS", "1")  # threads are set by train.threads in each rank
         log = None if rank == 0 else tempfile.TemporaryFile()
         logs.append(log)
@@ -181,16 +183,17 @@ def child() -> None:
     import click
     import typer
 
-    from polydiff.cli.train import train_command
+    from polydiff.cli.train import run_rank
 
     # a rank started from a background shell job inherits an ignored SIGINT: the parent forwards
     # Ctrl-C, so honour it
     signal.signal(signal.SIGINT, signal.default_int_handler)
-    params = json.loads(os.environ.pop(PARAMS_ENV))
+    given = json.loads(os.environ.pop(PARAMS_ENV))
+    params = given["params"]
     for key in ("config", "out", "resume"):
         if params.get(key) is not None:
             params[key] = Path(params[key])
     try:
-        train_command(**params)
+        run_rank(params, given["resolved"])
     except (typer.Exit, click.exceptions.Exit) as exc:
         sys.exit(exc.exit_code)

@@ -90,9 +90,16 @@ def train_command(
     Ctrl-C saves a checkpoint and exits (code 130); --resume continues exactly where it stopped.
     Launched by torchrun, the processes train one model data-parallel (see docs/training.md).
     """
+    run_rank(dict(modality=modality, data=data, config=config, out=out, steps=steps,
+                  batch_size=batch_size, device=device, seed=seed, resume=resume, precision=precision,
+                  compile_=compile_, skip_bad=skip_bad, processes=processes))
+
+
+def run_rank(params: dict[str, Any], resolved: dict[str, Any] | None = None) -> None:
+    """The command with ``params`` (its keyword arguments); a rank started by ``--processes`` also
+    gets the configuration its parent resolved and checked, and trains exactly that."""
     try:
-        _train(modality, data, config, out, steps, batch_size, device, seed, resume, precision,
-               compile_, skip_bad, processes)
+        _train(**params, resolved=resolved)
     except BaseException:
         _cleanup(finished=False)
         raise
@@ -125,6 +132,7 @@ def _train(
     compile_: bool | None,
     skip_bad: bool = False,
     processes: int | None = None,
+    resolved: dict[str, Any] | None = None,
 ) -> None:
     main = os.environ.get("RANK", "0") == "0"
     with user_errors():
@@ -167,6 +175,8 @@ def _train(
             cfg = resolve(plugin, config, over)
             run_dir = out or Path("runs") / f"{plugin.name}-{time.strftime('%Y%m%d-%H%M%S')}"
             check_writable_folder(run_dir, "--out")
+        if resolved is not None:
+            cfg = resolved
         sc = cfg["sample"]
         source = f"--resume {resume}" if resume is not None else str(config or "config")
         check_sampler(str(sc["sampler"]), f"{source}: sample.sampler")
@@ -183,7 +193,7 @@ def _train(
                       "batch_size": batch_size, "device": device, "seed": seed,
                       "resume": resume and str(resume), "precision": precision,
                       "compile_": compile_, "skip_bad": skip_bad, "processes": processes}
-            code = launch(n, params)
+            code = launch(n, params, cfg)
             if code:
                 raise typer.Exit(code)
             return

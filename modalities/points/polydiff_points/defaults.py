@@ -10,11 +10,16 @@ __all__ = ["DEFAULT_CONFIG", "VALID"]
 #: network only the state, the noise level and conditions, so a ragged batch's mask rides here)
 VALID = "valid"
 
-#: Speed: a step of the default network (batch 16, 512 points) costs 0.6-0.8 s of one thread
-#: eager and about 0.3 s compiled (inductor fuses its many per-neighbour operations), so the
-#: default compiles, for about a minute, and spends what that saves on steps: 1,400 of them stay
-#: within the 10-minute budget of `polydiff train` with its end-of-run samples (measured 516-540 CPU s
-#: end to end on a cold inductor cache; docs/benchmarks.md).
+#: Speed, on 2 CPU cores: the default compiles (inductor fuses the many per-neighbour operations;
+#: about 1.75x an eager step, for a minute or so of compilation) and trains on two single-threaded
+#: processes with the batch split between them (`train.processes`; a second intra-op thread made
+#: the compiled step slower). k = 8 neighbours rather than 12: a step costs about a third less
+#: and, spent on more steps in the same time, scored no worse on validation clouds (76.3 % 1-NNA-CD
+#: at 1,900 steps against 77.5 % at 1,400 with k = 12; 200 clouds, noise about 2 points).
+#: 1,400 steps: `polydiff train --modality points` took 517 s end to end (cold inductor cache,
+#: end-of-run samples included) on the slower 2-core Intel Xeon, where one process at k = 12 took
+#: 899 s; 1,550 and 1,700 steps took 616 and 615 s there (the machine's speed drifts by a fifth),
+#: so 1,400 keeps a margin (docs/benchmarks.md, "Point clouds").
 DEFAULT_CONFIG: dict[str, dict[str, Any]] = {
     "data": {
         "dataset": "shapes",  # built-in: procedural shapes (8 classes)
@@ -33,7 +38,7 @@ DEFAULT_CONFIG: dict[str, dict[str, Any]] = {
     "model": {
         "width": 64,
         "blocks": 3,
-        "k": 12,
+        "k": 8,
         "groups": 8,  # attention weights per group of width/groups channels (width: per channel)
         "knn_chunk": 1024,  # query rows per cdist chunk (memory is chunk x N per cloud)
         "latents": 0,  # learned queries of the set attention in every block (0: pooling only)

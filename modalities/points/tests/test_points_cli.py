@@ -29,6 +29,7 @@ k = 8
 [train]
 steps = 3
 batch_size = 4
+compile = false
 snapshot_every = 0
 plot_every = 0
 device = "cpu"
@@ -54,11 +55,27 @@ def test_the_default_trains_on_two_processes(run_dir):
     """The points default sets train.processes = 2: one command, two data-parallel ranks, one
     report (rank 0's), one run folder with every step."""
     cfg = json.loads((run_dir / "config.json").read_text())
-    assert cfg.get("config", cfg)["train"]["processes"] == 2
+    cfg = cfg.get("config", cfg)
+    assert cfg["train"]["processes"] == 2
     two = available_workers("cpu") >= 2
     assert ("on 2 processes" in OUTPUT["train"]) == two
     assert OUTPUT["train"].count("done") == 1 and "Traceback" not in OUTPUT["train"]
     assert [r["step"] for r in read_metrics(run_dir / "metrics.jsonl")][-1] == 3
+
+
+def test_the_ranks_train_the_configuration_resolved_here(tmp_path, monkeypatch):
+    """Each rank gets the configuration the command resolved, not one it resolves again (a default
+    changed in this process, as the conftest does, or a config file edited meanwhile)."""
+    from polydiff_points.defaults import DEFAULT_CONFIG
+
+    monkeypatch.setitem(DEFAULT_CONFIG["model"], "heads", 2)  # only this process knows it
+    (tmp_path / "tiny.toml").write_text(TOML)
+    out = tmp_path / "run"
+    result = runner.invoke(app, ["train", "--modality", "points", "--config", str(tmp_path / "tiny.toml"),
+                                 "--out", str(out), "--steps", "1", "--processes", "2"])
+    assert result.exit_code == 0, result.output
+    cfg = json.loads((out / "config.json").read_text())
+    assert cfg.get("config", cfg)["model"]["heads"] == 2
 
 
 def test_sigterm_reaches_the_ranks_and_saves_a_checkpoint(tmp_path):
