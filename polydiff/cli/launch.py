@@ -86,7 +86,9 @@ def launch(n: int, params: Mapping[str, Any], resolved: Mapping[str, Any]) -> in
         env = dict(os.environ, RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(n),
                    LOCAL_WORLD_SIZE=str(n), MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
         env[PARAMS_ENV] = json.dumps({"params": dict(params), "resolved": resolved})
-        env.setdefault("OMP_NUM_THREADS", "1")  # threads are set by train.threads in each rank
+        # one OpenMP thread per rank unless the user chose: N ranks already fill N cores
+        # (train.threads, when set, still applies in each rank)
+        env.setdefault("OMP_NUM_THREADS", "1")
         log = None if rank == 0 else tempfile.TemporaryFile()
         logs.append(log)
         out, err = (_target("stdout"), _target("stderr")) if rank == 0 else (log, log)
@@ -106,7 +108,10 @@ def launch(n: int, params: Mapping[str, Any], resolved: Mapping[str, Any]) -> in
             if p.poll() is None:
                 p.send_signal(signum)
 
-    old = {s: signal.signal(s, forward) for s in (signal.SIGINT, signal.SIGTERM)}
+    # signal handlers can only be set from the main thread (a CLI called from a worker thread
+    # leaves signals to whoever owns them)
+    main = threading.current_thread() is threading.main_thread()
+    old = {s: signal.signal(s, forward) for s in (signal.SIGINT, signal.SIGTERM)} if main else {}
     try:
         code = _wait(procs, logs)
         for t in relays:
