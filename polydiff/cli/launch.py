@@ -26,7 +26,7 @@ import time
 from collections.abc import Mapping
 from typing import IO, Any
 
-__all__ = ["PARAMS_ENV", "available_workers", "child", "launch", "processes_for"]
+__all__ = ["PARAMS_ENV", "available_workers", "launch", "processes_for"]
 
 #: the environment variable that hands the parent's command parameters to a rank
 PARAMS_ENV = "POLYDIFF_TRAIN_PARAMS"
@@ -93,7 +93,7 @@ def launch(n: int, params: Mapping[str, Any], resolved: Mapping[str, Any]) -> in
         logs.append(log)
         out, err = (_target("stdout"), _target("stderr")) if rank == 0 else (log, log)
         procs.append(subprocess.Popen(
-            [sys.executable, "-c", "from polydiff.cli.launch import child; child()"],
+            [sys.executable, "-c", "from polydiff.cli.train import rank_main; rank_main()"],
             env=env, stdout=out, stderr=err, start_new_session=True,
             preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
         ))
@@ -179,26 +179,3 @@ def _wait(procs: list[subprocess.Popen], logs: list[IO[bytes] | None]) -> int:
 def _status(code: int) -> int:
     """A rank killed by a signal reports it negatively; a shell reports it as 128 + signal."""
     return 128 - code if code < 0 else code
-
-
-def child() -> None:
-    """One rank: the parent's ``polydiff train`` parameters, run under this rank's environment."""
-    from pathlib import Path
-
-    import click
-    import typer
-
-    from polydiff.cli.train import run_rank
-
-    # a rank started from a background shell job inherits an ignored SIGINT: the parent forwards
-    # Ctrl-C, so honour it
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    given = json.loads(os.environ.pop(PARAMS_ENV))
-    params = given["params"]
-    for key in ("config", "out", "resume"):
-        if params.get(key) is not None:
-            params[key] = Path(params[key])
-    try:
-        run_rank(params, given["resolved"])
-    except (typer.Exit, click.exceptions.Exit) as exc:
-        sys.exit(exc.exit_code)

@@ -95,6 +95,28 @@ def train_command(
                   compile_=compile_, skip_bad=skip_bad, processes=processes))
 
 
+def rank_main() -> None:
+    """One rank started by ``--processes``: the parent's parameters and resolved configuration
+    (:mod:`polydiff.cli.launch`), run under the rank's environment; exits with the rank's status."""
+    import json
+    import signal
+
+    from polydiff.cli.launch import PARAMS_ENV
+
+    # a rank started from a background shell job inherits an ignored SIGINT: the parent forwards
+    # Ctrl-C, so honour it
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    given = json.loads(os.environ.pop(PARAMS_ENV))
+    params = given["params"]
+    for key in ("config", "out", "resume"):
+        if params.get(key) is not None:
+            params[key] = Path(params[key])
+    try:
+        run_rank(params, given["resolved"])
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+
+
 def run_rank(params: dict[str, Any], resolved: dict[str, Any] | None = None) -> None:
     """The command with ``params`` (its keyword arguments); a rank started by ``--processes`` also
     gets the configuration its parent resolved and checked, and trains exactly that."""
