@@ -28,8 +28,9 @@ class PointsModality(Modality):
         "clouds, a point transformer, PLY + PNG views, PointFlow's MMD/COV/1-NNA/JSD"
     )
     builtin_datasets: ClassVar[tuple[str, ...]] = ("shapes",)
-    # the validity mask of a ragged batch, for the network (not a user-facing condition)
-    conditions: ClassVar[tuple[str, ...]] = (VALID,)
+    # the validity mask of a ragged batch, for the network (not a user-facing condition), and
+    # the class label (`--class`, guidance)
+    conditions: ClassVar[tuple[str, ...]] = (VALID, "label")
 
     def default_config(self) -> dict[str, dict[str, Any]]:
         return copy.deepcopy(DEFAULT_CONFIG)
@@ -40,9 +41,10 @@ class PointsModality(Modality):
         return build_dataset(source, config, split)
 
     def build_network(self, config: Mapping[str, Any]):
+        from polydiff_points.data import resolve_num_classes
         from polydiff_points.network import build_network
 
-        return build_network(config)
+        return build_network(config, resolve_num_classes(config))
 
     def collate(self, items: Any):
         from polydiff_points.data import collate

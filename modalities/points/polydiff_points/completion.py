@@ -45,10 +45,11 @@ def complete(modality: Any, config: Mapping[str, Any], denoiser: Any, clouds: Te
              sampler: str = "heun", steps: int = 24, resample: int = 1, guidance: float = 0.0,
              seed: int = 0, dataset: Any = None) -> Tensor:
     """Completions of ``clouds`` ``(B, N, 3)`` keeping the points where ``known`` is 1, with
-    ``resample`` RePaint rounds and reconstruction guidance of weight ``guidance`` (0: none)."""
+    ``resample`` RePaint rounds and reconstruction guidance of weight ``guidance`` (0: none).
+    A partial cloud's class is unknown: a class-conditional model completes it without a label."""
     from polydiff.generate import generate
 
     x, _, _ = generate(modality, config, denoiser, n=clouds.shape[0], sampler=sampler, steps=steps,
                        seed=seed, dataset=dataset, known=(clouds, known), imputation_resample=resample,
-                       imputation_guidance=guidance)
+                       imputation_guidance=guidance, cond={"label": None})
     return x

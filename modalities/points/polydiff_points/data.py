@@ -1,8 +1,9 @@
 """Data sets of point clouds: the built-in ``shapes`` and folders of meshes and clouds.
 
-An item is ``{"x": (n, 3) float32, "mask": (n,) float32 ones, "cond": {}}``; clouds from files may
-have fewer than ``data.num_points`` points, and :func:`collate` pads a batch to its largest cloud
-with a ``(B, N)`` mask (and hands the same mask to the network as the ``valid`` condition).
+An item is ``{"x": (n, 3) float32, "mask": (n,) float32 ones, "cond": {"label": class}}``; clouds
+from files may have fewer than ``data.num_points`` points, and :func:`collate` pads a batch to its
+largest cloud with a ``(B, N)`` mask (and hands the same mask to the network as the ``valid``
+condition).
 
 Normalisation (``data.normalize``), recorded in the run's config and stated by every metric:
 
@@ -27,7 +28,8 @@ import torch
 from polydiff.protocol import Batch, DataError
 from polydiff_points.defaults import DEFAULT_CONFIG, VALID
 
-__all__ = ["CloudDataset", "build_dataset", "collate", "normalize_clouds", "scan_folder"]
+__all__ = ["CloudDataset", "build_dataset", "collate", "data_classes", "normalize_clouds", "resolve_num_classes",
+           "scan_folder"]
 
 NORMALIZE = ("box", "global")
 
@@ -48,7 +50,34 @@ class CloudDataset:
 
     def __getitem__(self, i: int) -> dict[str, Any]:
         x = self.clouds[i]
-        return {"x": x, "mask": torch.ones(x.shape[0]), "cond": {}}
+        return {"x": x, "mask": torch.ones(x.shape[0]), "cond": {"label": int(self.labels[i])}}
+
+
+def data_classes(config: Mapping[str, Any]) -> int:
+    """How many classes the configured data has: ``shapes`` 8, a folder its class subfolders
+    (0 when flat: one unnamed class is no condition)."""
+    from polydiff.config import data_source
+
+    cfg = data_config(config)
+    source = str(data_source(cfg))
+    if source == "shapes":
+        from polydiff_points.shapes import CLASSES
+
+        return len(CLASSES)
+    classes = {c for _, c in scan_folder(Path(source))}
+    return 0 if classes <= {""} else len(classes)
+
+
+def resolve_num_classes(config: Mapping[str, Any]) -> int:
+    """``model.num_classes``, -1 resolved to the data's class count.
+
+    A run recorded before the key existed has every other model key and no ``num_classes``: its
+    network was unconditional, and is built so again (its checkpoints have no label table)."""
+    model = dict(config.get("model") or {})
+    if "num_classes" not in model and set(DEFAULT_CONFIG["model"]) - {"num_classes"} <= set(model):
+        return 0
+    k = int({**DEFAULT_CONFIG["model"], **model}["num_classes"])
+    return data_classes(config) if k < 0 else k
 
 
 def data_config(config: Mapping[str, Any]) -> dict[str, Any]:
@@ -193,4 +222,8 @@ def collate(items: Sequence[Mapping[str, Any]]) -> Batch:
         m = it.get("mask")
         mask[i, :k] = 1.0 if m is None else torch.as_tensor(m, dtype=torch.float32)
     x = x * mask[..., None]
-    return Batch(x, mask, {VALID: mask.clone()})
+    cond = {VALID: mask.clone()}
+    labels = [(it.get("cond") or {}).get("label") for it in items]
+    if all(lab is not None for lab in labels):
+        cond["label"] = torch.as_tensor([int(lab) for lab in labels], dtype=torch.long)
+    return Batch(x, mask, cond)

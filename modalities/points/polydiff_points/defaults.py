@@ -43,6 +43,10 @@ DEFAULT_CONFIG: dict[str, dict[str, Any]] = {
         "knn_chunk": 1024,  # query rows per cdist chunk (memory is chunk x N per cloud)
         "latents": 0,  # learned queries of the set attention in every block (0: pooling only)
         "heads": 4,  # attention heads of the set attention
+        # -1: the data's class count (shapes: 8; a folder: its class subfolders, 0 when flat);
+        # 0: unconditional. Samples then draw their labels from the training split, as often
+        # as each class occurs there; `--class K` asks for one
+        "num_classes": -1,
     },
     "train": {
         "steps": 1400,
@@ -57,6 +61,9 @@ DEFAULT_CONFIG: dict[str, dict[str, Any]] = {
         "processes": 2,
         # where inductor cannot compile (no C++ compiler) training goes on eagerly, about 1.75x slower
         "compile": True,
+        # the label is withheld from this share of the batch, so the model also learns the
+        # unconditional score: completion of a cloud of unknown class, `--guidance`
+        "cond_dropout": 0.1,
     },
     # completion (`--inpaint`): 4 RePaint rounds with reconstruction guidance of weight 5, chosen on
     # 32 validation clouds (unseen train-stream indices) with the long preset's model: mean CD

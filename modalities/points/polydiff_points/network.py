@@ -16,6 +16,9 @@ Per-point embedding; one k-NN graph of the noisy input shared by every block. Ea
    points, Lee et al. 2019);
 4. a point-wise MLP.
 
+A class label (``model.num_classes``) adds a learned embedding to the noise level's, so it
+conditions every block the same way.
+
 Why the global path: at the noise levels that decide a shape's layout the noisy points' k-NN
 neighbourhoods hold no geometry, so local attention alone cannot say where a point belongs; a mean
 alone (our first design) blurs the shape descriptor, and the model learned blobs. Every operation is
@@ -178,12 +181,18 @@ class PointTransformer(nn.Module):
     """The denoiser network: ``forward(x (B, N, 3), c_noise (B,), valid=(B, N)) -> (B, N, 3)``."""
 
     def __init__(self, width: int = 64, blocks: int = 3, k: int = 16, knn_chunk: int = 1024,
-                 groups: int = 8, latents: int = 0, heads: int = 4):
+                 groups: int = 8, latents: int = 0, heads: int = 4, num_classes: int = 0):
         super().__init__()
+        self.num_classes = int(num_classes)
         self.k, self.knn_chunk = int(k), int(knn_chunk)
         self.embed = nn.Sequential(nn.Linear(3, width), nn.SiLU(), nn.Linear(width, width))
         self.noise = nn.Sequential(NoiseEmbedding(width), nn.Linear(width, width), nn.SiLU(),
                                    nn.Linear(width, width))
+        # a class label adds its embedding to the noise level's (row num_classes: no label, for
+        # condition dropout and guidance); zero at the start, so training starts unconditional
+        self.label = nn.Embedding(self.num_classes + 1, width) if self.num_classes > 0 else None
+        if self.label is not None:
+            nn.init.zeros_(self.label.weight)
         self.blocks = nn.ModuleList(PointTransformerBlock(width, groups, latents=latents, heads=heads)
                                     for _ in range(blocks))
         self.norm = nn.LayerNorm(width)
@@ -191,20 +200,25 @@ class PointTransformer(nn.Module):
         nn.init.zeros_(self.out.weight)
         nn.init.zeros_(self.out.bias)
 
-    def forward(self, x: Tensor, c_noise: Tensor, valid: Tensor | None = None) -> Tensor:
+    def forward(self, x: Tensor, c_noise: Tensor, valid: Tensor | None = None,
+                label: Tensor | None = None) -> Tensor:
         b, n, _ = x.shape
         mask = torch.ones(b, n, device=x.device, dtype=x.dtype) if valid is None else valid.to(x.dtype)
         idx = knn(x.detach(), mask, self.k, self.knn_chunk)
         rel = x[:, :, None, :] - gather_neighbours(x, idx)
         nb_valid = gather_neighbours(mask[..., None], idx)[..., 0]
         temb = self.noise(c_noise.reshape(-1).expand(b))
+        if self.label is not None:  # no label: the null row, the model's unconditional score
+            lab = torch.full((b,), -1, device=x.device) if label is None else label.long().reshape(b)
+            lab = torch.where((lab < 0) | (lab >= self.num_classes), torch.full_like(lab, self.num_classes), lab)
+            temb = temb + self.label(lab)
         h = self.embed(x)
         for block in self.blocks:
             h = block(h, rel, idx, nb_valid, temb, mask)
         return self.out(self.norm(h)) * mask[..., None]
 
 
-def build_network(config: Mapping[str, Any]) -> PointTransformer:
+def build_network(config: Mapping[str, Any], num_classes: int = 0) -> PointTransformer:
     from polydiff.errors import UserError
     from polydiff_points.defaults import DEFAULT_CONFIG
 
@@ -216,4 +230,4 @@ def build_network(config: Mapping[str, Any]) -> PointTransformer:
     if int(m["latents"]) > 0 and (heads < 1 or width % heads):
         raise UserError(f"model.heads = {m['heads']}: must divide model.width = {m['width']}")
     return PointTransformer(width, int(m["blocks"]), int(m["k"]), int(m["knn_chunk"]), groups,
-                            int(m["latents"]), heads)
+                            int(m["latents"]), heads, num_classes)

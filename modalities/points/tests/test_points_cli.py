@@ -123,6 +123,22 @@ def test_sample_command(run_dir, tmp_path):
     assert len(list(tmp_path.glob("sample-*.ply"))) == 3
 
 
+def test_sample_one_class_with_guidance(run_dir, tmp_path):
+    """The default model is class-conditional (shapes: 8 classes, labels dropped for 10 % of the
+    batch): --class picks one, --guidance contrasts it with the unconditional model."""
+    from safetensors.torch import load_file
+
+    weights = load_file(str(next((run_dir / "checkpoints").glob("step-*.safetensors"))))
+    assert any(k.endswith("label.weight") and v.shape[0] == 9 for k, v in weights.items())
+    result = runner.invoke(app, ["sample", str(run_dir), "--n", "2", "--steps", "2", "--class", "3",
+                                 "--guidance", "2", "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    assert len(list(tmp_path.glob("sample-*.ply"))) == 2
+    bad = runner.invoke(app, ["sample", str(run_dir), "--n", "2", "--steps", "2", "--class", "8",
+                              "--out", str(tmp_path / "bad")])
+    assert bad.exit_code != 0 and len(bad.output.strip().splitlines()) == 1, bad.output
+
+
 def test_inpaint_half_space_keeps_the_known_points(run_dir, tmp_path):
     from polydiff_points.shapes import make_shape
 
@@ -184,3 +200,26 @@ def test_evaluate_states_the_normalisation(run_dir):
     result = runner.invoke(app, ["evaluate", str(run_dir), "--n", "8", "--steps", "2"])
     assert result.exit_code == 0, result.output
     assert "1-NNA-CD" in result.output and "box" in result.output
+
+
+def test_a_run_recorded_before_class_labels_still_samples(run_dir, tmp_path):
+    """Runs trained before `model.num_classes` existed were unconditional: their record has every
+    other model key; they build that network again and sample."""
+    import shutil
+
+    from polydiff_points import modality
+    from safetensors.torch import load_file, save_file
+
+    old = tmp_path / "old"
+    shutil.copytree(run_dir, old)
+    record = json.loads((old / "config.json").read_text())
+    del record["config"]["model"]["num_classes"]
+    (old / "config.json").write_text(json.dumps(record))
+    net = modality.build_network(record["config"])
+    assert net.label is None
+    for path in (old / "checkpoints").glob("*.safetensors"):
+        weights = load_file(str(path))
+        save_file({k: v for k, v in weights.items() if "label" not in k}, str(path))
+    result = runner.invoke(app, ["sample", str(old), "--n", "2", "--steps", "2", "--out", str(tmp_path / "s")])
+    assert result.exit_code == 0, result.output
+    assert len(list((tmp_path / "s").glob("sample-*.ply"))) == 2

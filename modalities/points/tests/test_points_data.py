@@ -212,3 +212,22 @@ def test_ragged_clouds_collate_with_a_mask(tmp_path):
     assert float(batch.x[batch.mask == 0].abs().max()) == 0.0
     space = modality.noise_space(_config())
     assert sorted(space.dims(batch.x, batch.mask).tolist()) == [3 * 19, 3 * 63]  # 3(N - 1)
+
+
+def test_items_carry_their_class_and_the_class_count_follows_the_data(tmp_path):
+    from polydiff_points.data import collate, resolve_num_classes
+
+    cfg = _config()
+    ds = build_dataset("shapes", cfg, "train")
+    batch = collate([ds[0], ds[len(ds) - 1]])
+    assert batch.cond["label"].tolist() == [0, 7]
+    assert resolve_num_classes(cfg) == 8
+    assert resolve_num_classes({**cfg, "model": {"num_classes": 0}}) == 0
+    flat = tmp_path / "flat"
+    flat.mkdir()
+    np.save(flat / "a.npy", np.random.default_rng(0).normal(size=(70, 3)))
+    assert resolve_num_classes(_config(path=str(flat))) == 0
+    for cls in ("chairs", "lamps", "mugs"):
+        (tmp_path / "nested" / cls).mkdir(parents=True)
+        np.save(tmp_path / "nested" / cls / "a.npy", np.random.default_rng(1).normal(size=(70, 3)))
+    assert resolve_num_classes(_config(path=str(tmp_path / "nested"))) == 3

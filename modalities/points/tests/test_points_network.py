@@ -62,3 +62,28 @@ def test_noise_level_changes_the_output():
     x = torch.randn(1, 20, 3)
     with torch.no_grad():
         assert (net(x, torch.tensor([-1.0])) - net(x, torch.tensor([1.0]))).abs().max() > 1e-4
+
+
+def _conditional(num_classes=3):
+    torch.manual_seed(0)
+    net = PointTransformer(width=16, blocks=1, k=6, groups=4, num_classes=num_classes)
+    for m in (net.out, net.label, *(b.modulation for b in net.blocks)):
+        for p in m.parameters():
+            torch.nn.init.normal_(p, std=0.5)
+    return net.eval()
+
+
+def test_the_label_conditions_and_minus_one_means_none():
+    net = _conditional()
+    x, c = torch.randn(2, 20, 3), torch.zeros(2)
+    with torch.no_grad():
+        a, b = net(x, c, label=torch.tensor([0, 0])), net(x, c, label=torch.tensor([1, 1]))
+        null, none = net(x, c, label=torch.tensor([-1, -1])), net(x, c)
+        both = net(x, c, label=torch.tensor([0, -1]))
+    assert (a - b).abs().max() > 1e-4
+    # the null row is learned (condition dropout) and differs from every class; no label at all
+    # is the unconditional model too, row by row within a batch
+    assert (null - a).abs().max() > 1e-4
+    torch.testing.assert_close(none, null)
+    torch.testing.assert_close(both, torch.stack([a[0], null[1]]))
+
