@@ -194,10 +194,11 @@ def _train(
                 over = _overrides(data, steps, batch_size, device, seed, precision, compile_, processes)
             if skip_bad:
                 over["data"]["skip_bad"] = True
-            cfg = resolve(plugin, config, over)
+            # a rank started by --processes trains what its parent resolved: no second read
+            cfg = resolved if resolved is not None else resolve(plugin, config, over)
             run_dir = out or Path("runs") / f"{plugin.name}-{time.strftime('%Y%m%d-%H%M%S')}"
             check_writable_folder(run_dir, "--out")
-        if resolved is not None:
+        if resolved is not None:  # --resume under --processes: the parent's record
             cfg = resolved
         sc = cfg["sample"]
         source = f"--resume {resume}" if resume is not None else str(config or "config")
