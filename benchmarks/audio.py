@@ -428,7 +428,7 @@ def _score_all(args: argparse.Namespace, tmp: Path, load_after: str) -> dict[str
     return {
         "budget_s": args.budget, "n": args.n, "folder": str(tmp), "load_before_after": [_load(), load_after],
         "ours_steps": ours_steps, "peer_steps": int(state["steps"]), "peer_seconds": float(state["seconds"]),
-        "rows": rows,
+        "rows": rows, "classifier_format": _classifier_format(),
     }
 
 
@@ -500,7 +500,20 @@ def generation(args: argparse.Namespace) -> dict[str, Any]:
     real = {k.removeprefix("reference/"): v for k, v in tab.items() if k.startswith("reference/")}
     real_pitch = {k.removeprefix("reference/"): v for k, v in q.items() if k.startswith("reference/")}
     return {"run": str(args.run), "checkpoint": ckpt.name, "n": args.n, "rows": rows, "real": {**real_pitch, **real},
-            "steps": _steps_from(ckpt)}
+            "steps": _steps_from(ckpt), "classifier_format": _classifier_format()}
+
+
+def _classifier_format() -> str:
+    from polydiff_audio.classifier import CLASSIFIER_FORMAT
+
+    return CLASSIFIER_FORMAT
+
+
+def _classifier_words(part: dict[str, Any]) -> str:
+    """Which classifier scored a stored part: results written before the key were format 1."""
+    fmt = str(part.get("classifier_format", "1"))
+    floor = "floored 80 dB below each clip's peak" if fmt != "1" else "the plugin's absolute log-mel floor"
+    return f"the notes classifier (format {fmt}: {floor})"
 
 
 def _steps_from(ckpt: Path) -> int:
@@ -563,7 +576,7 @@ def render(results: dict[str, Any], command: str) -> str:
                 f"after training: {q['load_before_after'][1]}; when scoring: {q['load_before_after'][0]}. RTF: sampling "
                 "seconds per second of audio. Lower is better for log-mel L1, MR-STFT and MCD; pitch accuracy is "
                 "the share of outputs within a quarter-tone of a data-set pitch, label accuracy the share at the "
-                "input clip's own pitch; FID and class accuracy in the notes classifier (FID against the "
+                f"input clip's own pitch; FID and class accuracy in {_classifier_words(q)} (FID against the "
                 "train split, as DiffWave's table; over so few clips it is a coarse figure, the same for every row). "
                 "A row '+ mel projection ×K' is the same network, noise and steps with K projections of each clean "
                 "estimate onto the input mel (`polydiff_audio.phase`, after GLA-Grad; `sample.mel_projection_iters`); "
@@ -582,8 +595,8 @@ def render(results: dict[str, Any], command: str) -> str:
                 f"The run `{g['run']}` ({g['checkpoint']}), sampled from one seed at each NFE (the same "
                 "initial noise and labels for every row). Pitch accuracy: share of clips whose YIN f0 lies "
                 "within a quarter-tone of a data-set pitch; coverage: share of the 8 pitches hit; label "
-                "accuracy: share at the requested pitch. FID, IS, NDB/K and class accuracy in the notes "
-                "classifier (against the train split, as DiffWave's table). RTF: CPU seconds (and "
+                "accuracy: share at the requested pitch. FID, IS, NDB/K and class accuracy in "
+                f"{_classifier_words(g)} (against the train split, as DiffWave's table). RTF: CPU seconds (and "
                 "wall seconds) of sampling per second of audio, one thread. A tuned grid is "
                 "`polydiff.tuning`'s (as `polydiff schedule`: 4 calibration clips on other seeds than "
                 "the scored one, 12 sampling runs from each of two starting grids, against a 30-step "
