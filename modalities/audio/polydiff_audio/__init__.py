@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar
 
+from polydiff.config_schema import Setting
 from polydiff.protocol import Modality
 from polydiff_audio.defaults import DEFAULT_CONFIG, PRESETS
 
@@ -45,6 +46,36 @@ class AudioModality(Modality):
     protocol_version: ClassVar[str] = "2.1"
     builtin_datasets: ClassVar[tuple[str, ...]] = ("notes",)
     conditions: ClassVar[tuple[str, ...]] = ("label", "mel")
+    # checked by the core before any run folder is made; hop_length's power of two and a clip
+    # holding one hop stay in audio_io.data_config, an even embedding_dim in build_wavenet
+    config_schema: ClassVar[dict[str, dict[str, Setting]]] = {
+        "data": {
+            "sample_rate": Setting("int", "samples per second", minimum=1000, maximum=384_000),
+            "clip_seconds": Setting("float", "clip length in seconds", minimum=0.0, maximum=600.0,
+                                    exclusive_minimum=True),
+            "train_crop": Setting("int", "training window in samples (0: the whole clip)", minimum=0),
+            "train_size": Setting("int", "notes: train clips", minimum=1),
+            "test_size": Setting("int", "notes: test clips", minimum=1),
+            "test_fraction": Setting("float", "folders: share of each class held out", minimum=0.0, maximum=0.9),
+            "split_seed": Setting("int", "seed of the train/test split", minimum=0),
+            "loudness_rms": Setting("float", "folders: RMS every file is scaled to", minimum=0.0, maximum=1.0,
+                                    exclusive_minimum=True),
+            "n_fft": Setting("int", "STFT size of the log-mel", minimum=8, maximum=65_536),
+            "hop_length": Setting("int", "log-mel hop, a power of two", minimum=4, maximum=65_536),
+            "n_mels": Setting("int", "mel bands", minimum=1, maximum=512),
+            "f_min": Setting("float", "lowest mel frequency in Hz", minimum=0.0),
+        },
+        "model": {
+            "residual_layers": Setting("int", "WaveNet residual layers", minimum=1, maximum=256),
+            "residual_channels": Setting("int", "WaveNet channels", minimum=1, maximum=4096),
+            # 2^23 samples of dilation is minutes of audio at 48 kHz
+            "dilation_cycle": Setting("int", "dilation doubles over this many layers, then restarts",
+                                      minimum=1, maximum=24),
+            "embedding_dim": Setting("int", "Fourier features of the noise level (even)", minimum=2, maximum=4096),
+            "num_classes": Setting("int", "-1: the data's classes, 0: unconditional", minimum=-1),
+            "mel": Setting("bool", "condition on the log-mel (a vocoder)"),
+        },
+    }
 
     def default_config(self) -> dict[str, dict[str, Any]]:
         return copy.deepcopy(DEFAULT_CONFIG)

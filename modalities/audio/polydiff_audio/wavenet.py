@@ -170,6 +170,11 @@ class WaveNet(nn.Module):
 
 def build_wavenet(model: Mapping[str, Any], data: Mapping[str, Any], num_classes: int, channels: int = 1) -> WaveNet:
     """The network a run's ``model`` and ``data`` sections describe."""
+    if int(model["embedding_dim"]) % 2:
+        from polydiff.errors import UserError
+
+        # half sines, half cosines of the noise level
+        raise UserError(f"model.embedding_dim = {model['embedding_dim']}: must be even")
     return WaveNet(
         channels=channels,
         residual_layers=int(model["residual_layers"]),

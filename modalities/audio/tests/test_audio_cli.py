@@ -157,3 +157,19 @@ def test_bad_training_folder_is_one_line(run, tmp_path):
     assert result.exit_code == 2 and "Traceback" not in result.output
     lines = [ln for ln in result.output.splitlines() if "x.wav" in ln]
     assert len(lines) == 1 and "not a readable audio file" in lines[0], result.output
+
+
+@pytest.mark.parametrize("section, value, needles", [
+    ("model", "residual_layers = 0", ["model.residual_layers", "[1, 256]"]),
+    ("model", "embedding_dim = 127", ["model.embedding_dim", "even"]),
+    ("data", "clip_seconds = -1.0", ["data.clip_seconds"]),
+])
+def test_out_of_range_settings_are_one_line(tmp_path, section, value, needles):
+    """Declared in the plugin's config_schema (or checked where the network is built): one line,
+    exit 2, and no run folder left behind."""
+    cfg = tmp_path / "bad.toml"
+    cfg.write_text(f"[{section}]\n{value}\n")
+    out = tmp_path / "run"
+    assert_one_line_error(_invoke("train", "--modality", "audio", "--config", str(cfg), "--steps", "1",
+                                  "--out", str(out)), *needles)
+    assert not out.exists() or not any(out.rglob("*.safetensors"))

@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar
 
+from polydiff.config_schema import Setting
 from polydiff.protocol import Modality
 from polydiff_points.defaults import DEFAULT_CONFIG, VALID
 
@@ -31,6 +32,30 @@ class PointsModality(Modality):
     # the validity mask of a ragged batch, for the network (not a user-facing condition), and
     # the class label (`--class`, guidance)
     conditions: ClassVar[tuple[str, ...]] = (VALID, "label")
+    # checked by the core before any run folder is made; the cross-key rules (groups and heads
+    # divide width) stay in build_network
+    config_schema: ClassVar[dict[str, dict[str, Setting]]] = {
+        "data": {
+            # 2,048 is the papers' size; beyond 100k a typo would ask for gigabytes per batch
+            "num_points": Setting("int", "points per cloud (meshes are sampled to it)", minimum=2, maximum=100_000),
+            "normalize": Setting("str", "per-shape bounding box or dataset mean/std", choices=("box", "global")),
+            "center": Setting("bool", "zero centre of mass for state and noise"),
+            "train_per_class": Setting("int", "shapes: clouds per class in the train split", minimum=1),
+            "test_per_class": Setting("int", "shapes: clouds per class in the test split", minimum=1),
+            "test_fraction": Setting("float", "folders: share of each class held out", minimum=0.0, maximum=0.9),
+            "split_seed": Setting("int", "seed of the train/test split", minimum=0),
+        },
+        "model": {
+            "width": Setting("int", "channels per point", minimum=1, maximum=4096),
+            "blocks": Setting("int", "point-transformer blocks", minimum=1, maximum=64),
+            "k": Setting("int", "neighbours of each point's attention", minimum=1, maximum=256),
+            "groups": Setting("int", "attention weights per group of width/groups channels", minimum=1),
+            "knn_chunk": Setting("int", "query rows per k-NN distance chunk", minimum=1),
+            "latents": Setting("int", "learned queries of the set attention (0: pooling only)", minimum=0, maximum=1024),
+            "heads": Setting("int", "heads of the set attention", minimum=1),
+            "num_classes": Setting("int", "-1: the data's classes, 0: unconditional", minimum=-1),
+        },
+    }
 
     def default_config(self) -> dict[str, dict[str, Any]]:
         return copy.deepcopy(DEFAULT_CONFIG)

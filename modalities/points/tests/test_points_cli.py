@@ -196,6 +196,22 @@ def test_train_on_a_bad_folder_is_one_line(tmp_path):
     assert "m.off" in result.output and "NaN" in result.output and "Traceback" not in result.output
 
 
+@pytest.mark.parametrize("key, value, words", [
+    ("model", "num_classes = -3", ["model.num_classes", "-3"]),
+    ("data", 'normalize = "unit"', ["data.normalize", "unit"]),
+    ("model", "k = 0", ["model.k", "0"]),
+])
+def test_out_of_range_settings_are_one_line_before_any_run_folder(tmp_path, key, value, words):
+    cfg = tmp_path / "bad.toml"
+    cfg.write_text(f"[{key}]\n{value}\n")
+    result = runner.invoke(app, ["train", "--modality", "points", "--config", str(cfg), "--steps", "1",
+                                 "--out", str(tmp_path / "run")])
+    assert result.exit_code == 2, result.output
+    assert len(result.output.strip().splitlines()) == 1 and "Traceback" not in result.output
+    assert all(w in result.output for w in words), result.output
+    assert not (tmp_path / "run").exists()
+
+
 def test_evaluate_states_the_normalisation(run_dir):
     result = runner.invoke(app, ["evaluate", str(run_dir), "--n", "8", "--steps", "2"])
     assert result.exit_code == 0, result.output
