@@ -1,7 +1,7 @@
 """Point clouds: our point transformer against a matched PointTransformerConv model, the metric
 suite's cost, sample quality of a trained run, and completion against a mirror baseline.
 
-    python benchmarks/points.py throughput [--steps 15 --rounds 2]
+    python benchmarks/points.py throughput [--steps 15 --rounds 2 --compile]
     python benchmarks/points.py metrics [--metric-n 200 --metric-points 2048]
     python benchmarks/points.py quality --run RUN [--emd off]
     python benchmarks/points.py completion --run RUN
@@ -35,7 +35,7 @@ DATA_RE = re.compile(r"<!-- points-bench-data (.*?) -->")
 # ------------------------------------------------------------------------------ the peer model
 
 
-def build_peer(width: int, blocks: int, k: int, latents: int = 0, heads: int = 4):
+def build_peer(width: int, blocks: int, k: int, latents: int = 0, heads: int = 4, num_classes: int = 0):
     """Our network with torch_geometric's PointTransformerConv as the neighbourhood attention:
     the same embedding, noise modulation, global context and MLPs, only ``attend`` swapped."""
     from polydiff_points.network import PointTransformer, PointTransformerBlock, knn
@@ -60,10 +60,10 @@ def build_peer(width: int, blocks: int, k: int, latents: int = 0, heads: int = 4
 
     class PeerNet(PointTransformer):
         def __init__(self):
-            super().__init__(width, blocks, k, groups=1, latents=latents, heads=heads)
+            super().__init__(width, blocks, k, groups=1, latents=latents, heads=heads, num_classes=num_classes)
             self.blocks = nn.ModuleList(PeerBlock() for _ in range(blocks))
 
-        def forward(self, x, c_noise, valid=None):
+        def forward(self, x, c_noise, valid=None, label=None):
             b, n, _ = x.shape
             mask = torch.ones(b, n) if valid is None else valid.to(x.dtype)
             idx = knn(x.detach(), mask, k)  # (B, N, k): edges j -> i, batch-offset into one graph
@@ -72,7 +72,7 @@ def build_peer(width: int, blocks: int, k: int, latents: int = 0, heads: int = 4
             edge_index = torch.stack([(idx + offset).reshape(-1), dst])
             for block in self.blocks:
                 block.graph = (x.reshape(b * n, 3), edge_index)
-            return super().forward(x, c_noise, valid)
+            return super().forward(x, c_noise, valid, label)
 
     return PeerNet()
 
@@ -82,19 +82,26 @@ def _params(net) -> int:
 
 
 def matched_peer_width(config: dict[str, Any]) -> int:
+    from polydiff_points.data import resolve_num_classes
     from polydiff_points.network import build_network
 
-    target = _params(build_network(config))
+    classes = resolve_num_classes(config)
+    target = _params(build_network(config, classes))
     m = config["model"]
-    return min(range(8, 257, 4), key=lambda w: abs(_params(build_peer(w, m["blocks"], m["k"], m["latents"], m["heads"]))
-                                                   - target))
+    return min(range(8, 257, 4), key=lambda w: abs(
+        _params(build_peer(w, m["blocks"], m["k"], m["latents"], m["heads"], classes)) - target))
 
 
 # ------------------------------------------------------------------------------------ sections
 
 
+#: steps each throughput round runs before the timed stretch
+THROUGHPUT_WARM_STEPS = 5
+
+
 def throughput(args) -> dict[str, Any]:
     from polydiff_points import PointsModality
+    from polydiff_points.data import resolve_num_classes
 
     from polydiff.config import resolve
     from polydiff.train import train
@@ -102,12 +109,19 @@ def throughput(args) -> dict[str, Any]:
     class Peer(PointsModality):
         def build_network(self, config):
             m = config["model"]
-            return build_peer(self.width, int(m["blocks"]), int(m["k"]), int(m["latents"]), int(m["heads"]))
+            return build_peer(self.width, int(m["blocks"]), int(m["k"]), int(m["latents"]), int(m["heads"]),
+                              resolve_num_classes(config))
 
     ours = PointsModality()
+    # the rate is read between the first and the last logged step, so start-up (and, with
+    # --compile, compilation) is not counted; both networks train eagerly unless --compile
+    warm = THROUGHPUT_WARM_STEPS
     cfg = resolve(ours, overrides={"train": {"steps": args.steps, "snapshot_every": 0, "plot_every": 0,
-                                             "log_every": args.steps, "checkpoint_every": 10**6,
-                                             "warmup_steps": 1, "device": "cpu"}})
+                                             "log_every": warm, "checkpoint_every": 10**6,
+                                             "warmup_steps": 1, "device": "cpu", "processes": 1,
+                                             "compile": bool(args.compile)}})
+    if args.steps <= warm:
+        raise SystemExit(f"--steps must exceed the {warm} warm-up steps the rate leaves out")
     peer = Peer()
     peer.width = matched_peer_width(cfg)
     ours.build_dataset("shapes", cfg, "train")  # generated once and cached: not part of any round
@@ -118,19 +132,23 @@ def throughput(args) -> dict[str, Any]:
     out = Path(tempfile.mkdtemp(prefix="throughput-", dir=args.tmp))  # a fresh run folder per call
     for r in range(args.rounds):
         for name, mod in (("ours", ours), ("PointTransformerConv", peer)):
-            res = train(mod, cfg, out / f"{name}-{r}", sample_at_end=False)
-            rows[name].append(res.steps / res.wall_time)
-            print(f"round {r}: {name:22s} {res.steps / res.wall_time:.3f} steps/s", flush=True)
-    from polydiff_points.network import build_network
+            run = out / f"{name}-{r}"
+            train(mod, cfg, run, sample_at_end=False)
+            log = {m["step"]: m["time"] for m in map(json.loads, (run / "metrics.jsonl").read_text().splitlines())}
+            last = max(log)
+            rows[name].append((last - warm) / (log[last] - log[warm]))
+            print(f"round {r}: {name:22s} {rows[name][-1]:.3f} steps/s", flush=True)
 
     m = cfg["model"]
     return {
         "config": f"batch {cfg['train']['batch_size']}, {cfg['data']['num_points']} points, k {m['k']}, "
-                  f"{m['blocks']} blocks, {cfg['train']['steps']} steps per round, {args.rounds} rounds, "
-                  f"{cfg['train']['threads']} thread",
-        "params": {"ours": _params(build_network(cfg)),
+                  f"{m['blocks']} blocks, {m['latents']} latents, {cfg['train']['steps']} steps per round "
+                  f"(rate over the last {cfg['train']['steps'] - warm}), {args.rounds} rounds, "
+                  f"{cfg['train']['threads']} thread, one process, "
+                  f"{'compiled' if args.compile else 'eager'}",
+        "params": {"ours": _params(ours.build_network(cfg)),
                    "PointTransformerConv": _params(build_peer(peer.width, m["blocks"], m["k"], m["latents"],
-                                                              m["heads"]))},
+                                                              m["heads"], resolve_num_classes(cfg)))},
         "peer_width": peer.width, "width": m["width"],
         "steps_per_s": rows, "load": os.getloadavg()[0],
     }
@@ -437,6 +455,7 @@ def main() -> None:
                         help="quality: the run's training CPU seconds, when measured outside the run")
     parser.add_argument("--run", type=Path, help="a trained points run (quality, completion)")
     parser.add_argument("--steps", type=int, default=15)
+    parser.add_argument("--compile", action="store_true", help="throughput: compile both networks")
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--metric-n", type=int, default=200)
     parser.add_argument("--metric-points", type=int, default=2048)
