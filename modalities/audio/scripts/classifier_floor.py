@@ -11,7 +11,6 @@ sampler, seed 7, rounded to 16 bits as the WAV writer stores them) against as ma
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import torch
@@ -32,16 +31,14 @@ def _pcm16(x: torch.Tensor) -> torch.Tensor:
 
 
 def _samples(run: Path, n: int) -> torch.Tensor:
-    from polydiff.checkpoint import load_weights
-    from polydiff.generate import build_denoiser, generate
-    from polydiff.registry import get_registry
+    """``n`` samples of a run, opened as ``polydiff sample`` opens one (its latest checkpoint's EMA
+    weights, the version check, one-line errors for a folder that is not a run)."""
+    from polydiff.cli.runs import load_denoiser, open_record
+    from polydiff.generate import generate
 
-    cfg = json.loads((run / "config.json").read_text())
-    cfg = cfg.get("config", cfg)
-    audio = get_registry().load("audio")
-    denoiser = build_denoiser(audio, cfg)
-    denoiser.load_state_dict(load_weights(sorted((run / "checkpoints").glob("step-*.safetensors"))[-1])[1])
-    x, _, _ = generate(audio, cfg, denoiser.eval(), n=n, sampler=cfg["sample"]["sampler"],
+    cfg, _, plugin = open_record(run)
+    opened = load_denoiser(run, plugin, cfg, device="cpu")
+    x, _, _ = generate(plugin, cfg, opened.denoiser, n=n, sampler=cfg["sample"]["sampler"],
                        steps=cfg["sample"]["steps"], seed=7)
     return x.float()
 
@@ -52,6 +49,17 @@ def main() -> None:
     p.add_argument("--n", type=int, default=64)
     a = p.parse_args()
     torch.set_num_threads(1)
+    samples = None
+    if a.run is not None:  # first, so a folder that is not a run fails before any other work
+        import typer
+
+        from polydiff.cli.common import user_errors
+
+        try:
+            with user_errors():
+                samples = _samples(a.run, a.n)
+        except typer.Exit as stop:  # the one-line error is already printed
+            raise SystemExit(stop.exit_code) from None
     clf = load_notes_classifier()
     train = clf.predict(_clips("train", 512))[0]
     test = _clips("test", 128)
@@ -64,9 +72,9 @@ def main() -> None:
     for db in (-90, -80, -70, -60, -50, -40):
         noise = 10.0 ** (db / 20.0) * torch.randn(test.shape, generator=gen)
         rows.append((f"test + white noise at {db} dBFS", fid(test + noise)))
-    if a.run is not None:
+    if samples is not None:
         rows.append((f"{a.n} test clips (16 bits)", fid(_pcm16(test[: a.n]))))
-        rows.append((f"{a.n} samples of {a.run} (16 bits)", fid(_pcm16(_samples(a.run, a.n)))))
+        rows.append((f"{a.n} samples of {a.run} (16 bits)", fid(_pcm16(samples))))
     print(f"| clips | FID to the train split, classifier format {CLASSIFIER_FORMAT} |\n|---|---|")
     for name, value in rows:
         print(f"| {name} | {value:.3f} |")

@@ -172,4 +172,15 @@ def test_out_of_range_settings_are_one_line(tmp_path, section, value, needles):
     out = tmp_path / "run"
     assert_one_line_error(_invoke("train", "--modality", "audio", "--config", str(cfg), "--steps", "1",
                                   "--out", str(out)), *needles)
-    assert not out.exists() or not any(out.rglob("*.safetensors"))
+    assert not out.exists()
+
+
+def test_classifier_floor_script_refuses_a_folder_that_is_not_a_run(tmp_path):
+    import subprocess
+
+    script = Path(__file__).resolve().parents[1] / "scripts" / "classifier_floor.py"
+    done = subprocess.run([sys.executable, str(script), "--run", str(tmp_path)], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.strip().count("\n") == 0 and "not a run folder" in done.stderr
+    assert "Traceback" not in done.stderr
