@@ -74,6 +74,10 @@ class AudioModality(Modality):
             "embedding_dim": Setting("int", "Fourier features of the noise level (even)", minimum=2, maximum=4096),
             "num_classes": Setting("int", "-1: the data's classes, 0: unconditional", minimum=-1),
             "mel": Setting("bool", "condition on the log-mel (a vocoder)"),
+            "context_channels": Setting("int", "channels of the frame-rate context branch (0: none)",
+                                        minimum=0, maximum=4096),
+            "context_layers": Setting("int", "dilated frame convolutions of the context branch",
+                                      minimum=1, maximum=16),
         },
     }
 

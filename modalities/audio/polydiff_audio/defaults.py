@@ -48,6 +48,12 @@ DEFAULT_CONFIG: dict[str, dict[str, Any]] = {
         "num_classes": -1,
         # condition on the log-mel spectrogram of the clip (a vocoder: --cond mel=FILE)
         "mel": False,
+        # long-range context (wavenet.ContextBranch): channels of a frame-rate branch over the
+        # whole clip, 0 for none; it learns envelopes only from whole clips (data.train_crop 0)
+        "context_channels": 0,
+        # its dilated convolutions over frames: 1 + 2·(2^layers − 1) frames seen (6: 127, two
+        # seconds at hop 256 and 16 kHz)
+        "context_layers": 6,
     },
     "param": {"sigma_data": 0.2},
     # 800 steps: 8 min 39 s with the final samples (1.85 steps/s, one thread, another job on the

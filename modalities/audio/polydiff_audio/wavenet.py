@@ -9,6 +9,15 @@ level enters continuously (the core's ``c_noise``) through log-spaced Fourier fe
 sampler and step count work without retraining. A class label adds its embedding to the
 noise-level embedding (index ``num_classes`` is the null class of classifier-free guidance).
 
+A WaveNet's receptive field is a few hundred samples, so nothing in it sees a clip's envelope (an
+onset, a one-second decay, the silence after a release). The optional :class:`ContextBranch`
+(``context_channels > 0``) reads the whole input at the mel frame rate: log-power spectra of
+``x_in`` in frames of one hop, a stack of dilated convolutions over frames whose receptive field
+covers the whole clip, the noise-level and label embedding added; its per-frame output is
+interpolated to the sample rate and enters every residual layer as the mel condition does, through
+a per-layer 1×1 projection. It must be trained on whole clips (``data.train_crop = 0``) to learn
+what a whole clip looks like.
+
 The parameters are DiffWave's, one module per layer as the paper draws them (the same count as the
 ``diffwave`` package's model at the same configuration), but :meth:`WaveNet.forward` evaluates them
 in an order that makes fewer passes over ``(B, C, T)`` tensors on a CPU: 1×1 convolutions as
@@ -28,7 +37,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["MelUpsampler", "WaveNet", "build_wavenet", "receptive_field"]
+__all__ = ["ContextBranch", "MelUpsampler", "WaveNet", "build_wavenet", "receptive_field"]
 
 
 def receptive_field(layers: int, cycle: int, kernel: int = 3) -> int:
@@ -58,6 +67,44 @@ class MelUpsampler(nn.Module):
         return x.squeeze(1)
 
 
+class ContextBranch(nn.Module):
+    """``(B, C, T)`` input, ``(B, E)`` embedding -> ``(B, width, T)``: long-range context computed at
+    one frame per ``hop`` samples and interpolated linearly between frame centres."""
+
+    def __init__(self, channels: int, hop: int, width: int, layers: int, embedding: int) -> None:
+        super().__init__()
+        self.hop = hop
+        self.register_buffer("window", torch.hann_window(2 * hop), persistent=False)
+        self.input = nn.Conv1d(channels * (hop + 1), width, 1)
+        self.embed = nn.Linear(embedding, width)
+        # dilations 1, 2, 4, …: 1 + 2·(2^layers − 1) frames, a whole clip from few layers
+        self.convs = nn.ModuleList(nn.Conv1d(width, width, 3, padding=2**i, dilation=2**i) for i in range(layers))
+        self.output = nn.Conv1d(width, width, 1)
+
+    @staticmethod
+    def frames_seen(layers: int) -> int:
+        return 1 + 2 * (2**layers - 1)
+
+    def forward(self, x: Tensor, emb: Tensor) -> Tensor:
+        b, c, t = x.shape
+        hop = self.hop
+        padded = -(-t // hop) * hop
+        wide = x.to(torch.promote_types(x.dtype, torch.float32))  # stft wants float32 or wider
+        spec = torch.stft(
+            F.pad(wide, (0, padded - t)).reshape(b * c, padded), 2 * hop, hop, window=self.window.to(wide.dtype),
+            center=True, pad_mode="constant", return_complex=True,
+        )
+        # log power: the envelope and the spectrum's shape at every noise level, in one scale
+        feats = torch.log(spec.real.square() + spec.imag.square() + 1e-4).to(x.dtype)
+        h = self.input(feats.reshape(b, c * (hop + 1), -1)) + self.embed(emb)[:, :, None]
+        for conv in self.convs:
+            h = h + conv(F.silu(h))
+        h = self.output(F.silu(h))
+        # frame j is centred on sample j·hop: linear between centres, frame 0 at sample 0
+        up = F.interpolate(h, size=padded + 1, mode="linear", align_corners=True)
+        return up[..., :t]
+
+
 def _fourier(c_noise: Tensor, dim: int) -> Tensor:
     # frequencies 1e-3 … 1e2, log-spaced: resolves EDM's ln(σ)/4 (|c| < 2) and VP's 999·t alike
     half = dim // 2
@@ -72,7 +119,7 @@ class WaveNet(nn.Module):
     def __init__(
         self, *, channels: int = 1, residual_layers: int = 12, residual_channels: int = 32,
         dilation_cycle: int = 6, embedding_dim: int = 128, num_classes: int = 0,
-        n_mels: int = 0, hop: int = 256,
+        n_mels: int = 0, hop: int = 256, context_channels: int = 0, context_layers: int = 6,
     ) -> None:
         super().__init__()
         c, hidden = residual_channels, 4 * embedding_dim
@@ -88,6 +135,13 @@ class WaveNet(nn.Module):
         self.step_proj = nn.Linear(hidden, residual_layers * c)
         self.upsample = MelUpsampler(hop) if n_mels > 0 else None
         self.mel_proj = nn.ModuleList(nn.Conv1d(n_mels, 2 * c, 1) for _ in range(residual_layers)) if n_mels > 0 else None
+        self.context = (
+            ContextBranch(channels, hop, context_channels, context_layers, hidden) if context_channels > 0 else None
+        )
+        self.context_proj = (
+            nn.ModuleList(nn.Conv1d(context_channels, 2 * c, 1) for _ in range(residual_layers))
+            if context_channels > 0 else None
+        )
         self.dilated = nn.ModuleList(
             nn.Conv1d(c, 2 * c, 3, padding=2 ** (i % dilation_cycle), dilation=2 ** (i % dilation_cycle))
             for i in range(residual_layers)
@@ -137,6 +191,7 @@ class WaveNet(nn.Module):
             emb = emb + self.label(idx)
         steps = self.step_proj(emb).view(b, layers, c)
         cond = self._conditioning(mel, b, t, x_in)
+        ctx = self.context(x_in, emb) if self.context is not None else None
         h = F.relu(self.input(x_in))
         offset = x_in.new_zeros(c)  # the true residual stream is h + offset
         skip: Tensor | None = None
@@ -145,11 +200,16 @@ class WaveNet(nn.Module):
         for i in range(layers):
             conv = self.dilated[i]
             bias = conv.bias if cond is None else conv.bias + self.mel_proj[i].bias
+            if ctx is not None:
+                bias = bias + self.context_proj[i].bias
             y = F.conv1d(h + (steps[:, i] + offset)[:, :, None], conv.weight, bias,
                          padding=conv.padding, dilation=conv.dilation)
             if cond is not None:  # + W_mel cond, accumulated in the product
                 w_mel = self.mel_proj[i].weight[:, :, 0]
                 y = torch.baddbmm(y, w_mel.expand(b, *w_mel.shape), cond)
+            if ctx is not None:  # + W_ctx ctx, likewise
+                w_ctx = self.context_proj[i].weight[:, :, 0]
+                y = torch.baddbmm(y, w_ctx.expand(b, *w_ctx.shape), ctx)
             gate, filt = y.chunk(2, dim=1)
             g = torch.sigmoid(gate) * torch.tanh(filt)
             w_out, b_out = self.out_proj[i].weight[:, :, 0], self.out_proj[i].bias
@@ -184,4 +244,6 @@ def build_wavenet(model: Mapping[str, Any], data: Mapping[str, Any], num_classes
         num_classes=int(num_classes),
         n_mels=int(data["n_mels"]) if model.get("mel") else 0,
         hop=int(data["hop_length"]),
+        context_channels=int(model.get("context_channels", 0)),
+        context_layers=int(model.get("context_layers", 6)),
     )

@@ -77,12 +77,15 @@ def _literal_forward(net, x_in, c_noise, label=None, mel=None):
         emb = emb + net.label(idx)
     steps = net.step_proj(emb).view(b, net.layers, net.residual_channels, 1)
     cond = net._conditioning(mel, b, t, x_in)
+    ctx = net.context(x_in, emb) if net.context is not None else None
     h = F.relu(net.input(x_in))
     skips = []
     for i in range(net.layers):
         y = net.dilated[i](h + steps[:, i])
         if cond is not None:
             y = y + net.mel_proj[i](cond)
+        if ctx is not None:
+            y = y + net.context_proj[i](ctx)
         gate, filt = y.chunk(2, dim=1)
         residual, s = net.out_proj[i](torch.sigmoid(gate) * torch.tanh(filt)).chunk(2, dim=1)
         h = (h + residual) / math.sqrt(2.0)
@@ -91,11 +94,12 @@ def _literal_forward(net, x_in, c_noise, label=None, mel=None):
     return net.output(out)
 
 
-@pytest.mark.parametrize("mel", [False, True])
-def test_forward_equals_the_literal_diffwave_stack(mel):
+@pytest.mark.parametrize(("mel", "context"), [(False, 0), (True, 0), (True, 4)])
+def test_forward_equals_the_literal_diffwave_stack(mel, context):
     torch.manual_seed(0)
     net = WaveNet(residual_layers=5, residual_channels=6, dilation_cycle=3, embedding_dim=8,
-                  num_classes=3, n_mels=5 if mel else 0, hop=16).double()
+                  num_classes=3, n_mels=5 if mel else 0, hop=16, context_channels=context,
+                  context_layers=2).double()
     for p in net.parameters():  # every bias and weight non-zero, so a dropped term shows
         torch.nn.init.normal_(p, std=0.5)
     x = torch.randn(3, 1, 100, dtype=torch.float64, requires_grad=True)
