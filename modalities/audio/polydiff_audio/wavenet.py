@@ -81,10 +81,6 @@ class ContextBranch(nn.Module):
         self.convs = nn.ModuleList(nn.Conv1d(width, width, 3, padding=2**i, dilation=2**i) for i in range(layers))
         self.output = nn.Conv1d(width, width, 1)
 
-    @staticmethod
-    def frames_seen(layers: int) -> int:
-        return 1 + 2 * (2**layers - 1)
-
     def forward(self, x: Tensor, emb: Tensor) -> Tensor:
         b, c, t = x.shape
         hop = self.hop

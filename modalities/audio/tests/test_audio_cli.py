@@ -163,6 +163,7 @@ def test_bad_training_folder_is_one_line(run, tmp_path):
     ("model", "residual_layers = 0", ["model.residual_layers", "[1, 256]"]),
     ("model", "embedding_dim = 127", ["model.embedding_dim", "even"]),
     ("data", "clip_seconds = -1.0", ["data.clip_seconds"]),
+    ("model", "context_channels = -4", ["model.context_channels"]),
 ])
 def test_out_of_range_settings_are_one_line(tmp_path, section, value, needles):
     """Declared in the plugin's config_schema (or checked where the network is built): one line,
@@ -184,3 +185,33 @@ def test_classifier_floor_script_refuses_a_folder_that_is_not_a_run(tmp_path):
     assert done.returncode == 2, done.stderr
     assert done.stderr.strip().count("\n") == 0 and "not a run folder" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_context_model_trains_on_whole_clips_and_sees_past_its_receptive_field(tmp_path):
+    """The long-context option through the CLI (whole-clip training, sampling), then the trained
+    network's output at the first sample moves with audio far beyond the WaveNet's receptive field."""
+    import torch
+    from polydiff_audio.wavenet import build_wavenet
+
+    from polydiff.cli.runs import load_denoiser, open_record
+
+    cfg = tmp_path / "ctx.toml"
+    cfg.write_text(TOML.replace("mel = true", "mel = false\ncontext_channels = 4\ncontext_layers = 5")
+                   .replace("train_crop = 640", "train_crop = 0"))
+    result = _invoke("train", "-m", "audio", "--config", cfg, "--out", tmp_path / "run")
+    assert result.exit_code == 0, result.output
+    audio, _ = sf.read(tmp_path / "run" / "samples" / "sample_0000.wav")
+    assert audio.shape == (2000,)
+    record, _, plugin = open_record(tmp_path / "run")
+    net = load_denoiser(tmp_path / "run", plugin, record, device="cpu").denoiser.net
+    assert net.context is not None and net.receptive_field < 1000
+    x = torch.randn(1, 1, 2000)
+    far = x.clone()
+    far[..., 1000:] += 1.0  # far past the WaveNet's receptive field, inside the branch's 31 frames
+    with torch.no_grad():
+        got = net(x, torch.zeros(1)), net(far, torch.zeros(1))
+    # the zero-initialised output layer after 3 steps: small, but exactly 0 without the branch
+    assert not torch.equal(got[0][..., 0], got[1][..., 0])
+    plain = build_wavenet({**record["model"], "context_channels": 0}, record["data"], 0)
+    with torch.no_grad():  # without the branch the first sample cannot see that far
+        assert torch.equal(plain(x, torch.zeros(1))[..., 0], plain(far, torch.zeros(1))[..., 0])
