@@ -187,6 +187,56 @@ def test_classifier_floor_script_refuses_a_folder_that_is_not_a_run(tmp_path):
     assert "Traceback" not in done.stderr
 
 
+def test_classifier_floor_script_decomposes_a_runs_fid_by_noise_level(run):
+    """``--from-sigma``: test clips noised to a level, brought back by the run's denoiser, scored;
+    the noise left is reported. The tiny net barely denoises (an EDM net starts as c_skip · x), so
+    what is left of sigma 0.01 is about -40 dBFS: the level reached the clips at the right scale."""
+    import re
+    import subprocess
+
+    script = Path(__file__).resolve().parents[1] / "scripts" / "classifier_floor.py"
+    done = subprocess.run([sys.executable, str(script), "--run", str(run / "run"), "--n", "4", "--no-samples",
+                           "--from-sigma", "0.01"], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    row = re.search(r"4 test clips noised to sigma 0.01 and denoised \((-?[0-9.]+) dBFS rms left; "
+                    r"one call removes (-?[0-9.]+) dB\) \| ([0-9.]+) \|", done.stdout)
+    assert row, done.stdout
+    assert -43.0 < float(row.group(1)) < -37.0
+    assert -3.0 < float(row.group(2)) < 3.0
+    assert float(row.group(3)) > float(re.search(r"\| 4 test clips \(16 bits\) \| ([0-9.]+) \|", done.stdout).group(1))
+    assert "samples of" not in done.stdout  # --no-samples
+
+
+def _script(name: str):
+    """A module of ``modalities/audio/scripts``, imported from its file."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, Path(__file__).resolve().parents[1] / "scripts" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_classifier_floor_detunes_the_test_clips_themselves():
+    """The detuned probe redraws the test split: at 0 cents it is the split, sample for sample."""
+    import torch
+
+    floor = _script("classifier_floor")
+    assert torch.equal(floor._detuned(0.0, 9), floor._clips("test", 9))
+    assert not torch.equal(floor._detuned(10.0, 9), floor._clips("test", 9))
+
+
+def test_oracle_filter_script_matches_the_wiener_gain_of_one_tap():
+    """One tap is a scalar gain: on a sine of power P in noise of variance s^2 the least-squares
+    gain removes 10 log10(1 + s^2/P) dB of the noise (4.77 dB for P = 0.125, s = 0.5)."""
+    module = _script("oracle_filter")
+    sine = 0.5 * np.sin(2 * np.pi * 440 * np.arange(16000) / 16000)
+    got = module.removed_db(sine, 0.5, 1, np.random.default_rng(0))
+    assert abs(got - 10 * np.log10(3.0)) < 0.15
+    # a longer filter is a band-pass around the tone: it removes what a gain cannot (0.003 dB here)
+    assert module.removed_db(sine, 0.01, 65, np.random.default_rng(0)) > 5.0
+
+
 def test_context_model_trains_on_whole_clips_and_sees_past_its_receptive_field(tmp_path):
     """The long-context option through the CLI (whole-clip training, sampling), then the trained
     network's output at the first sample moves with audio far beyond the WaveNet's receptive field."""
