@@ -79,6 +79,17 @@ def _renoised(cfg, denoiser, clips: torch.Tensor, labels: torch.Tensor, sigma: f
     return one, sample_heun(lambda y, s: denoiser(y, s, label=labels), x, grid)
 
 
+def _levels(text: str) -> list[float]:
+    """``--from-sigma``'s comma-separated noise levels; a one-line error and exit 2 for a bad one."""
+    try:
+        levels = [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        levels = []
+    if text.strip() and (not levels or any(not (v > 0 and math.isfinite(v)) for v in levels)):
+        raise SystemExit(f"--from-sigma {text!r}: expected positive noise levels separated by commas")
+    return levels
+
+
 def _db(x: torch.Tensor) -> float:
     return 20 * torch.log10(x.pow(2).mean().sqrt()).item()
 
@@ -90,8 +101,9 @@ def main() -> None:
     p.add_argument("--from-sigma", default="", help="with --run: comma-separated noise levels to renoise test clips to")
     p.add_argument("--no-samples", action="store_true", help="with --run: skip sampling (the --from-sigma rows only)")
     a = p.parse_args()
-    if a.from_sigma and a.run is None:
-        p.error("--from-sigma needs --run")
+    levels = _levels(a.from_sigma)  # before any sampling, so a typo costs nothing
+    if levels and a.run is None:
+        raise SystemExit("--from-sigma needs --run")
     torch.set_num_threads(1)
     samples = None
     if a.run is not None:  # first, so a folder that is not a run fails before any other work
@@ -130,11 +142,10 @@ def main() -> None:
         rows.append((f"test, every onset {ms} ms later", fid(_delayed(test, ms))))
     if a.run is not None:
         rows.append((f"{a.n} test clips (16 bits)", fid(_pcm16(test[: a.n]))))
-    if samples is not None:
-        rows.append((f"{a.n} samples of {a.run} (16 bits)", fid(_pcm16(samples))))
-    if a.run is not None:
+        if samples is not None:
+            rows.append((f"{a.n} samples of {a.run} (16 bits)", fid(_pcm16(samples))))
         labels = torch.arange(a.n) % len(CLASSIFIER_PITCHES)  # notes_split's labels
-        for level in [float(v) for v in a.from_sigma.split(",") if v.strip()]:
+        for level in levels:
             one, back = _renoised(cfg, denoiser, test[: a.n], labels, level)
             removed = 20 * math.log10(level) - _db(one - test[: a.n])
             rows.append((f"{a.n} test clips noised to sigma {level:g} and denoised ({_db(back - test[: a.n]):.1f} "

@@ -203,8 +203,35 @@ def test_classifier_floor_script_decomposes_a_runs_fid_by_noise_level(run):
     assert row, done.stdout
     assert -43.0 < float(row.group(1)) < -37.0
     assert -3.0 < float(row.group(2)) < 3.0
-    float(row.group(3))  # a FID is printed (4 clips: dominated by small-sample bias, not compared)
+    # group 3 is the FID; on 4 clips it is small-sample bias, so it is not compared
     assert "samples of" not in done.stdout  # --no-samples
+
+
+@pytest.mark.parametrize("levels", ["abc", "0.01,-1", "0"])
+def test_classifier_floor_script_refuses_bad_levels_in_one_line(levels, tmp_path):
+    """A bad --from-sigma is refused before the run is opened or anything is sampled."""
+    import subprocess
+
+    script = Path(__file__).resolve().parents[1] / "scripts" / "classifier_floor.py"
+    done = subprocess.run([sys.executable, str(script), "--run", str(tmp_path), "--from-sigma", levels],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode != 0
+    assert done.stderr.strip().count("\n") == 0 and "--from-sigma" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_long_preset_resolves_to_the_default_with_more_steps_and_a_cosine():
+    """presets/long.toml passes the config checks `polydiff train --config` makes, and changes
+    only the two keys its comment names."""
+    from polydiff_audio import modality
+
+    from polydiff.config import defaults_for, resolve
+
+    preset = Path(__file__).resolve().parents[1] / "presets" / "long.toml"
+    cfg, base = resolve(modality, preset), defaults_for(modality)
+    assert (cfg["train"]["steps"], cfg["train"]["lr_schedule"]) == (2500, "cosine")
+    cfg["train"]["steps"], cfg["train"]["lr_schedule"] = base["train"]["steps"], base["train"]["lr_schedule"]
+    assert cfg == base
 
 
 def _script(name: str):
